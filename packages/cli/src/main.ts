@@ -1,4 +1,7 @@
 import { Command, CommanderError } from 'commander';
+import { isAiEdgeError } from '@aiedge/protocol';
+import { modelCommand } from './model-command.js';
+import { serveCommand } from './serve-command.js';
 
 /** Version of the aiedge command, from its package.json. */
 export const CLI_VERSION = '0.1.0';
@@ -9,7 +12,18 @@ export function buildProgram(): Command {
     .description('ai-edge: deliver machine learning models to near-edge sites')
     .version(CLI_VERSION)
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text) });
+  program.addCommand(serveCommand());
+  program.addCommand(modelCommand());
+  program.addHelpText(
+    'after',
+    `
+Examples:
+  $ aiedge model example --out ./models
+  $ aiedge serve --model-repository ./models
+  $ aiedge serve --help`,
+  );
   return program;
 }
 
@@ -21,6 +35,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode;
-    throw error;
+    if (isAiEdgeError(error) && error.status < 500) {
+      console.error(`aiedge: ${error.message}`);
+      return 2;
+    }
+    console.error(`aiedge: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return 1;
   }
 }
