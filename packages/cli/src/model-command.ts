@@ -11,7 +11,7 @@ export function modelCommand(): Command {
     .description(`Write the example ONNX model (${EXAMPLE_MODEL_NAME}) into a model repository directory`)
     .requiredOption('--out <dir>', 'model repository directory to write into')
     .option(
-      '--version <n>',
+      '--model-version <n>',
       'model version to write; repeatable (default 1)',
       (v, prev: string[] | undefined) => collect(v, prev),
     )
@@ -24,12 +24,12 @@ has different weights, so a rollout from v1 to v2 is visible in the scores.
 
 Examples:
   $ aiedge model example --out ./models
-  $ aiedge model example --out ./models --version 1 --version 2
+  $ aiedge model example --out ./models --model-version 1 --model-version 2
   $ aiedge serve --model-repository ./models
 `,
     )
-    .action(async (flags: { out: string; version?: string[] }) => {
-      const versions = (flags.version ?? ['1']).map((v) => integer(v));
+    .action(async (flags: { out: string; modelVersion?: string[] }) => {
+      const versions = (flags.modelVersion ?? ['1']).map((v) => integer(v));
       const paths = await writeExampleModelRepository(resolve(flags.out), versions);
       for (const p of paths) console.log(p);
     });

@@ -35,3 +35,4 @@ export {
   type ServerMetadataResponse,
   type TensorData,
 } from './oip.js';
+export { describeValue } from './values.js';

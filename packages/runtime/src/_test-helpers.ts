@@ -9,7 +9,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { Datatypes } from '@aiedge/protocol';
 import { silentLogger } from '@aiedge/telemetry';
+import { ortTypeOf } from './datatypes.js';
+import { encodeModel } from './onnx/index.js';
 import { resolveServeOptions, type ServeOptionsInput } from './options.js';
 import { startServer, type RunningServer } from './serve.js';
 
@@ -182,4 +185,15 @@ export async function startTestServer(input: ServeOptionsInput): Promise<Running
     ...input,
   });
   return startServer(options, { logger: silentLogger });
+}
+
+/** A model whose output `out_<T>` is Identity(`in_<T>`) for every OIP datatype T (shape [n]). */
+export function identityModel(): Uint8Array {
+  return encodeModel({
+    graphName: 'identity-all',
+    inputs: Datatypes.map((d) => ({ name: `in_${d}`, type: ortTypeOf[d], shape: ['n'] })),
+    outputs: Datatypes.map((d) => ({ name: `out_${d}`, type: ortTypeOf[d], shape: ['n'] })),
+    initializers: [],
+    nodes: Datatypes.map((d) => ({ opType: 'Identity', inputs: [`in_${d}`], outputs: [`out_${d}`] })),
+  });
 }

@@ -1,15 +1,12 @@
 /** Validation of configuration values against TypeBox schemas, with errors that name the key. */
 import { Ajv, type ErrorObject } from 'ajv';
 import type { Static, TSchema } from '@sinclair/typebox';
-import { InputError } from '@aiedge/protocol';
+import { InputError, describeValue } from '@aiedge/protocol';
 
 const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: false });
 const compiled = new WeakMap<TSchema, ReturnType<typeof ajv.compile>>();
 
-function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
+const show = (value: unknown): string => describeValue(value);
 
 function valueAt(root: unknown, pointer: string): unknown {
   let at = root;

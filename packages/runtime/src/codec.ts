@@ -2,7 +2,14 @@
  * Decoding of Open Inference Protocol requests (JSON and Triton's binary tensor extension) into
  * tensors checked against the model, and encoding of responses. Runs in the worker threads.
  */
-import { DatatypeByteSize, ErrorCodes, InputError, isDatatype, type Datatype } from '@aiedge/protocol';
+import {
+  DatatypeByteSize,
+  ErrorCodes,
+  InputError,
+  describeValue,
+  isDatatype,
+  type Datatype,
+} from '@aiedge/protocol';
 import {
   arrayClassOf,
   bigintRange,
@@ -65,17 +72,7 @@ const MAX_ELEMENTS = 2 ** 32;
 const utf8 = new TextDecoder('utf-8');
 const utf8Encoder = new TextEncoder();
 
-/** A short rendering of a JSON value for error messages. */
-function show(value: unknown): string {
-  if (value === undefined) return 'missing';
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = String(value);
-  }
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
+const show = (value: unknown): string => describeValue(value);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -229,7 +226,9 @@ function fromJson(values: readonly unknown[], datatype: Datatype, path: string):
       for (let i = 0; i < n; i++) {
         const v = toFloat(values[i]);
         if (v === undefined) throw bad(i, 'a number');
-        out[i] = toFloat16Bits(v);
+        const bits = toFloat16Bits(v);
+        if ((bits & 0x7fff) === 0x7c00 && Number.isFinite(v)) throw bad(i, 'a number within ±65504');
+        out[i] = bits;
       }
       return out;
     }
@@ -239,6 +238,9 @@ function fromJson(values: readonly unknown[], datatype: Datatype, path: string):
       for (let i = 0; i < n; i++) {
         const v = toFloat(values[i]);
         if (v === undefined) throw bad(i, 'a number');
+        if (datatype === 'FP32' && Number.isFinite(v) && !Number.isFinite(Math.fround(v))) {
+          throw bad(i, 'a number within ±3.4028234663852886e38');
+        }
         out[i] = v;
       }
       return out;
@@ -248,7 +250,11 @@ function fromJson(values: readonly unknown[], datatype: Datatype, path: string):
       const [lo, hi] = bigintRange[datatype]!;
       const out = datatype === 'INT64' ? new BigInt64Array(n) : new BigUint64Array(n);
       for (let i = 0; i < n; i++) {
-        const v = toBigInt(values[i]);
+        const raw = values[i];
+        if (typeof raw === 'number' && Number.isInteger(raw) && !Number.isSafeInteger(raw)) {
+          throw bad(i, 'an integer within ±2^53 as a JSON number; send larger values as decimal strings');
+        }
+        const v = toBigInt(raw);
         if (v === undefined || v < lo || v > hi) throw bad(i, `an integer in ${lo}..${hi}`);
         out[i] = v;
       }

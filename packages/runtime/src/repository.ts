@@ -265,8 +265,9 @@ export class ModelRepository {
         await this.#reconcile(name, path);
       }
       for (const [name, model] of this.#models) {
-        if (!sources.has(name) && !model.unloaded)
-          await this.#retireAll(model, 'removed from the repository');
+        if (sources.has(name)) continue;
+        await this.#retireAll(model, 'removed from the repository');
+        this.#models.delete(name);
       }
       this.#initialized = true;
     });

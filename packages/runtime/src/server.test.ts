@@ -11,22 +11,12 @@ import {
   startTestServer,
   tempDir,
   writeModel,
+  identityModel,
 } from './_test-helpers.js';
-import { ortTypeOf, toFloat16Bits, fromFloat16Bits } from './datatypes.js';
+import { toFloat16Bits, fromFloat16Bits } from './datatypes.js';
 import { dataToBinary } from './codec.js';
-import { encodeModel, exampleModel, exampleReference, mlpModel } from './onnx/index.js';
+import { exampleModel, exampleReference, mlpModel } from './onnx/index.js';
 import type { RunningServer } from './serve.js';
-
-/** A model whose output `out_<T>` is Identity(`in_<T>`) for every OIP datatype T. */
-function identityModel(): Uint8Array {
-  return encodeModel({
-    graphName: 'identity-all',
-    inputs: Datatypes.map((d) => ({ name: `in_${d}`, type: ortTypeOf[d], shape: ['n'] })),
-    outputs: Datatypes.map((d) => ({ name: `out_${d}`, type: ortTypeOf[d], shape: ['n'] })),
-    initializers: [],
-    nodes: Datatypes.map((d) => ({ opType: 'Identity', inputs: [`in_${d}`], outputs: [`out_${d}`] })),
-  });
-}
 
 /** Sample values of each datatype in JSON form, including the edges of each range. */
 const samples: Record<Datatype, unknown[]> = {

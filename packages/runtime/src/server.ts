@@ -12,6 +12,7 @@ import {
   InputError,
   ServerExtensions,
   UnavailableError,
+  describeValue,
   httpStatusOf,
   isAiEdgeError,
   type ModelMetadataResponse,
@@ -58,6 +59,18 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
     logger: false,
     bodyLimit: deps.maxBodyBytes,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
+    // Errors fastify raises before routing (bad URL encoding, bad content-type) get the protocol's body too.
+    frameworkErrors: (error, request, reply) => {
+      const status = error.statusCode ?? 400;
+      const url = describeValue(request.url, 120);
+      const message =
+        error.code === 'FST_ERR_BAD_URL'
+          ? `the URL ${url} is not validly percent-encoded`
+          : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? `a path segment of ${url} is longer than 256 characters`
+            : error.message;
+      void sendError(reply, status, message);
+    },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
@@ -73,6 +86,17 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
         logger.error('request failed', { method: request.method, url: request.url, err: error });
       }
       return sendError(reply, error.status, error.message, retry);
+    }
+    if (
+      error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ||
+      error.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH'
+    ) {
+      const header = error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'content-type' : 'content-length';
+      return sendError(
+        reply,
+        error.statusCode ?? 400,
+        `${header} ${describeValue(request.headers[header])} is invalid: ${error.message}`,
+      );
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return sendError(reply, 413, `request body is larger than the limit of ${deps.maxBodyBytes} bytes`);
@@ -197,7 +221,7 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
       }
       const flag = (parsed as Record<string, unknown> | null)?.['ready'];
       if (flag !== undefined && typeof flag !== 'boolean') {
-        throw new InputError(`ready is ${JSON.stringify(flag)}, expected true or false`);
+        throw new InputError(`ready is ${describeValue(flag)}, expected true or false`);
       }
       readyOnly = flag === true;
     }
