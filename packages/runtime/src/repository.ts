@@ -496,17 +496,6 @@ export class ModelRepository {
     return { version: String(entry.version), versions, io: entry.io! };
   }
 
-  /** Whether a model (or one version of it) can take requests now. */
-  isModelReady(name: string, version?: string): boolean {
-    try {
-      this.#entryFor(name, version);
-      return true;
-    } catch (error) {
-      if (error instanceof NotFoundError) throw error;
-      return false;
-    }
-  }
-
   /** True once the first scan finished and every model not unloaded on purpose has a ready version. */
   isReady(): boolean {
     if (!this.#initialized) return false;

@@ -141,11 +141,11 @@ export function buildApp(deps: AppDependencies): FastifyInstance {
   app.get('/v2/models/:model', metadata);
   app.get('/v2/models/:model/versions/:version', metadata);
 
-  const ready = async (request: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
+  // describe() throws 404 for an unknown model or version and 503 with the reason when not ready.
+  const ready = async (request: FastifyRequest<{ Params: ModelParams }>) => {
     const { model, version } = request.params;
-    if (repository.isModelReady(model, version)) return { name: model, ready: true };
-    repository.describe(model, version); // throws the reason (503)
-    return sendError(reply, 503, `model '${model}' is not ready`);
+    repository.describe(model, version);
+    return { name: model, ready: true };
   };
   app.get('/v2/models/:model/ready', ready);
   app.get('/v2/models/:model/versions/:version/ready', ready);
