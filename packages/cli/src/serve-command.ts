@@ -24,7 +24,7 @@ export function serveCommand(): Command {
       new Option('--port <n>', 'port to listen on').env('AIEDGE_SERVE_PORT').argParser(integer).default(8080),
     )
     .addOption(
-      new Option('--workers <n>', 'inference worker threads (default: half the CPUs)')
+      new Option('--workers <n>', 'inference worker threads (default: one per CPU, at most 4)')
         .env('AIEDGE_SERVE_WORKERS')
         .argParser(integer),
     )

@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { Pool } from 'undici';
 import { BENCH_MLP_SIZES, mlpModel } from '@aiedge/runtime';
-import { runClosedLoop, type LoadResult, type Operation } from './_load.js';
+import { runSlice, summarize, type LoadResult, type Operation, type Slice } from './_load.js';
 import { startServerProcess, type ServerProcess } from './_server-process.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -34,13 +34,18 @@ const INPUTS = 4;
 const SAMPLE = 7;
 /** Outputs may differ from raw by this much (absolute; relative for values above 1). */
 const TOLERANCE = 1e-4;
+/** Warmup before the second and later slices of a cell (the first gets --warmup). */
+const REWARM_SECONDS = 0.25;
 const MODES = ['raw', 'REST JSON', 'REST binary'] as const;
 type Mode = (typeof MODES)[number];
 
 const HELP = `Usage: npm run bench:serve -- [options]
 
-  --seconds N            measurement seconds per cell (env BENCH_SECONDS; default 3)
-  --warmup N             warmup seconds per cell (env BENCH_WARMUP_SECONDS; default 1)
+  --seconds N            measurement seconds per cell (env BENCH_SECONDS; default 4)
+  --rounds N             split each cell's measurement into N slices, interleaving raw, JSON and
+                         binary slices round by round (env BENCH_ROUNDS; default 4)
+  --warmup N             warmup seconds per cell before its first slice (env BENCH_WARMUP_SECONDS;
+                         default 1); later slices get ${REWARM_SECONDS} s
   --concurrency LIST     comma-separated concurrencies (default 1,8,32)
   --models LIST          mnist and/or mlp (default mnist,mlp)
   --batches LIST         batch sizes of the mlp rows (default 1,8)
@@ -50,6 +55,7 @@ const HELP = `Usage: npm run bench:serve -- [options]
 
 interface Settings {
   readonly seconds: number;
+  readonly rounds: number;
   readonly warmupSeconds: number;
   readonly concurrency: readonly number[];
   readonly models: readonly string[];
@@ -74,6 +80,7 @@ function parseSettings(argv: readonly string[]): Settings | undefined {
     args: [...argv],
     options: {
       seconds: { type: 'string' },
+      rounds: { type: 'string' },
       warmup: { type: 'string' },
       concurrency: { type: 'string' },
       models: { type: 'string' },
@@ -98,7 +105,8 @@ function parseSettings(argv: readonly string[]): Settings | undefined {
     serverArgs.push('--intra-op-threads', String(n));
   }
   return {
-    seconds: positive('--seconds', values.seconds ?? process.env['BENCH_SECONDS'] ?? '3', false, 60),
+    seconds: positive('--seconds', values.seconds ?? process.env['BENCH_SECONDS'] ?? '4', false, 60),
+    rounds: positive('--rounds', values.rounds ?? process.env['BENCH_ROUNDS'] ?? '4', true, 20),
     warmupSeconds: positive(
       '--warmup',
       values.warmup ?? process.env['BENCH_WARMUP_SECONDS'] ?? '1',
@@ -297,6 +305,8 @@ interface Cell extends LoadResult {
   readonly ratioToRaw: number;
   /** Responses compared with raw's outputs. */
   readonly checked: number;
+  /** Throughput of each slice, in order (shows how much the machine drifted). */
+  readonly sliceThroughputs: readonly number[];
 }
 
 interface Target {
@@ -317,45 +327,53 @@ async function measureGroup(
 ): Promise<Cell[]> {
   const cells: Cell[] = [];
   for (const concurrency of settings.concurrency) {
-    let rawThroughput = Number.NaN;
-    for (const mode of MODES) {
+    const runs = MODES.map((mode) => {
       const checked = { count: 0 };
-      let pool: Pool | undefined;
-      let operation: Operation;
-      if (mode === 'raw') {
-        operation = async (seq) => {
-          await group.session.run(group.feeds[seq % INPUTS]!);
-        };
-      } else {
-        pool = new Pool(server.url, { connections: concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
-        operation = restOperation(pool, group, mode === 'REST binary', checked);
+      const pool =
+        mode === 'raw'
+          ? undefined
+          : new Pool(server.url, { connections: concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
+      const operation: Operation =
+        pool === undefined
+          ? async (seq) => {
+              await group.session.run(group.feeds[seq % INPUTS]!);
+            }
+          : restOperation(pool, group, mode === 'REST binary', checked);
+      return { mode, checked, pool, operation, seq: { next: 0 }, slices: [] as Slice[] };
+    });
+    try {
+      // Rounds of raw → JSON → binary slices, so the machine's drifts hit every mode alike.
+      for (let round = 0; round < settings.rounds; round++) {
+        for (const run of runs) {
+          const common = { concurrency, operation: run.operation, seq: run.seq, serverPid: server.pid };
+          const warmup =
+            round === 0 ? settings.warmupSeconds : Math.min(REWARM_SECONDS, settings.warmupSeconds);
+          await runSlice({ ...common, seconds: warmup, record: false });
+          run.slices.push(
+            await runSlice({ ...common, seconds: settings.seconds / settings.rounds, record: true }),
+          );
+        }
       }
-      let result: LoadResult;
-      try {
-        result = await runClosedLoop({
-          concurrency,
-          warmupSeconds: settings.warmupSeconds,
-          seconds: settings.seconds,
-          operation,
-          serverPid: server.pid,
-        });
-      } finally {
-        await pool?.close();
-      }
-      if (mode === 'raw') rawThroughput = result.throughput;
+    } finally {
+      await Promise.all(runs.map((r) => r.pool?.close()));
+    }
+    const raw = summarize(runs[0]!.slices);
+    for (const run of runs) {
+      const result = summarize(run.slices);
       const cell: Cell = {
-        mode,
+        mode: run.mode,
         concurrency,
         ...result,
-        ratioToRaw: result.throughput / rawThroughput,
-        checked: checked.count,
+        ratioToRaw: result.throughput / raw.throughput,
+        checked: run.checked.count,
+        sliceThroughputs: run.slices.map((slice) => Math.round(slice.count / slice.seconds)),
       };
       cells.push(cell);
       console.log(
-        `  ${progress()} ${group.title.padEnd(14)} ${mode.padEnd(11)} c=${String(concurrency).padEnd(3)} ` +
+        `  ${progress()} ${group.title.padEnd(14)} ${run.mode.padEnd(11)} c=${String(concurrency).padEnd(3)} ` +
           `${result.throughput.toFixed(0).padStart(6)} req/s  p50 ${result.p50Ms.toFixed(2)} ms  ` +
           `p99 ${result.p99Ms.toFixed(2)} ms  ${cell.ratioToRaw.toFixed(2)}× raw` +
-          (mode === 'raw' ? '' : `  (${checked.count} responses checked)`),
+          (run.mode === 'raw' ? '' : `  (${run.checked.count} responses checked)`),
       );
     }
   }
@@ -447,9 +465,10 @@ async function run(settings: Settings): Promise<void> {
       `server: ${server.url} pid ${server.pid}, workers=${server.workers} intraOpThreads=${server.intraOpThreads} (${chosen})`,
     );
     const total = groups.length * settings.concurrency.length * MODES.length;
-    const estimate = total * (settings.seconds + settings.warmupSeconds);
+    const rewarm = Math.min(REWARM_SECONDS, settings.warmupSeconds);
+    const estimate = total * (settings.seconds + settings.warmupSeconds + (settings.rounds - 1) * rewarm);
     console.log(
-      `${total} cells × (${settings.warmupSeconds} s warmup + ${settings.seconds} s) ≈ ${Math.ceil(estimate)} s`,
+      `${total} cells × (${settings.warmupSeconds} s warmup + ${settings.seconds} s in ${settings.rounds} interleaved slices) ≈ ${Math.ceil(estimate)} s`,
     );
     const loadBefore = loadavg()[0]!;
     if (loadBefore > 0.5) {
@@ -491,7 +510,7 @@ async function run(settings: Settings): Promise<void> {
     }
 
     console.log(
-      `\nResults (${settings.seconds} s per cell after ${settings.warmupSeconds} s warmup; server workers=${server.workers}, intraOpThreads=${server.intraOpThreads}; raw = one InferenceSession, default options)`,
+      `\nResults (${settings.seconds} s per cell in ${settings.rounds} interleaved slices after ${settings.warmupSeconds} s warmup; server workers=${server.workers}, intraOpThreads=${server.intraOpThreads}; raw = one InferenceSession, default options)`,
     );
     for (const { group, cells } of results) {
       console.log(`\n### ${group.title}\n\n${table(cells)}`);

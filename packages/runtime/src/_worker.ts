@@ -61,6 +61,9 @@ async function load(key: string, path: string): Promise<ModelIO> {
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
+    // Idle ONNX Runtime threads sleep instead of spinning: in a server they share the cores with
+    // the HTTP event loop and the other workers, and spinning would take their time.
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   });
   let io: ModelIO;
   try {
@@ -89,7 +92,7 @@ async function infer(message: Extract<ToWorker, { type: 'infer' }>): Promise<voi
     contentType: string,
     headerLength: number | undefined,
   ): void => {
-    const owned = transferOf(body).length > 0 ? body : body.slice();
+    const owned = transferOf(body).length > 0 ? body : new Uint8Array(body);
     send(
       {
         type: 'inferred',

@@ -42,7 +42,7 @@ export interface ServeOptions {
   readonly host: string;
   /** Port to listen on (0 picks a free one). Default 8080. */
   readonly port: number;
-  /** Inference worker threads. Default: half the CPUs (at least 1). */
+  /** Inference worker threads. Default: one per CPU, at most 4. */
   readonly workers: number;
   /** ONNX Runtime intra-op threads per session. Default: CPUs / workers (at least 1). */
   readonly intraOpThreads: number;
@@ -69,7 +69,9 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
     names.add(m.name);
   }
   const cpus = availableParallelism();
-  const workers = valid.workers ?? Math.max(1, Math.floor(cpus / 2));
+  // One worker per core, up to 4: independent sessions use small machines' cores better than one
+  // session's intra-op threads, and 4 bounds the memory (each worker holds its own copy of a model).
+  const workers = valid.workers ?? Math.max(1, Math.min(cpus, 4));
   return Object.freeze({
     modelRepository: valid.modelRepository,
     models: Object.freeze(models.map((m) => Object.freeze({ ...m }))),

@@ -44,9 +44,16 @@ interface Slot {
   worker: Worker;
   /** True once the worker has loaded every model the pool holds. */
   ready: boolean;
-  busy: (Pending & { readonly requestId: number; readonly startedAt: number }) | undefined;
+  /** Requests handed to this worker, by request id. */
+  readonly running: Map<number, Pending & { readonly dispatchedAt: number }>;
   readonly loads: Map<number, { resolve: (io: ModelIO) => void; reject: (error: Error) => void }>;
 }
+
+/**
+ * Requests a worker holds at once: the one it runs and the next, so it starts the next as soon as
+ * it finishes one instead of idling while the result travels back and a new request comes in.
+ */
+const PIPELINE_DEPTH = 2;
 
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './_worker.ts' : './_worker.js', import.meta.url);
 
@@ -82,16 +89,16 @@ export class WorkerPool {
     return this.#queue.length;
   }
 
-  /** Requests a worker is running now. */
+  /** Requests handed to a worker and not yet answered. */
   get inFlight(): number {
-    return this.#slots.filter((s) => s.busy !== undefined).length;
+    return this.#slots.reduce((n, s) => n + s.running.size, 0);
   }
 
   #startSlot(index: number): Slot {
     const slot: Slot = {
       worker: spawn({ intraOpThreads: this.#options.intraOpThreads }),
       ready: true,
-      busy: undefined,
+      running: new Map(),
       loads: new Map(),
     };
     slot.worker.on('message', (message: FromWorker) => this.#onMessage(slot, message));
@@ -113,10 +120,10 @@ export class WorkerPool {
         break;
       }
       case 'inferred': {
-        const busy = slot.busy;
-        if (busy === undefined || busy.requestId !== message.requestId) return;
-        slot.busy = undefined;
-        busy.resolve({ ...message, queueMs: busy.startedAt - busy.enqueuedAt });
+        const pending = slot.running.get(message.requestId);
+        if (pending === undefined) return;
+        slot.running.delete(message.requestId);
+        pending.resolve({ ...message, queueMs: pending.dispatchedAt - pending.enqueuedAt });
         this.#dispatch();
         break;
       }
@@ -126,8 +133,8 @@ export class WorkerPool {
   #onExit(slot: Slot, index: number, code: number): void {
     const crashed = new Error(`inference worker ${index} exited with code ${code}`);
     slot.ready = false;
-    slot.busy?.reject(crashed);
-    slot.busy = undefined;
+    for (const pending of slot.running.values()) pending.reject(crashed);
+    slot.running.clear();
     this.#dispatch();
     for (const waiter of slot.loads.values()) waiter.reject(crashed);
     slot.loads.clear();
@@ -200,16 +207,23 @@ export class WorkerPool {
     });
   }
 
+  /** Hands queued requests to the least-loaded ready workers, up to PIPELINE_DEPTH each. */
   #dispatch(): void {
-    for (const slot of this.#slots) {
-      if (this.#queue.length === 0) break;
-      if (!slot.ready || slot.busy !== undefined) continue;
+    while (this.#queue.length > 0) {
+      let slot: Slot | undefined;
+      for (const candidate of this.#slots) {
+        if (!candidate.ready || candidate.running.size >= PIPELINE_DEPTH) continue;
+        if (slot === undefined || candidate.running.size < slot.running.size) slot = candidate;
+      }
+      if (slot === undefined) break;
       const next = this.#queue.shift()!;
       const requestId = this.#nextId++;
-      slot.busy = { ...next, requestId, startedAt: performance.now() };
+      slot.running.set(requestId, { ...next, dispatchedAt: performance.now() });
       const { body } = next.job;
-      // Hand the bytes over without copying when the body owns its whole buffer.
-      const owned = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : body.slice();
+      // Transfer the bytes without copying when the body owns its whole buffer; otherwise copy
+      // them out (a small Buffer is a view into Node's shared pool, which must never be transferred).
+      const owned =
+        body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : new Uint8Array(body);
       slot.worker.postMessage(
         {
           type: 'infer',
