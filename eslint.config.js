@@ -10,7 +10,8 @@ const layers = {
   protocol: [],
   telemetry: ['protocol'],
   runtime: ['protocol', 'telemetry'],
-  cli: ['protocol', 'telemetry', 'runtime'],
+  oci: ['protocol'],
+  cli: ['protocol', 'telemetry', 'runtime', 'oci'],
 };
 const allPackages = Object.keys(layers);
 
