@@ -65,7 +65,13 @@ export default tseslint.config(
   },
   {
     // Entry points and scripts talk to the terminal.
-    files: ['packages/cli/src/**/*.ts', 'packages/*/bench/**/*.ts', 'scripts/**', 'packages/cli/bin/**'],
+    files: [
+      'packages/cli/src/**/*.ts',
+      'packages/runtime/src/bin.ts',
+      'packages/*/bench/**/*.ts',
+      'scripts/**',
+      'packages/cli/bin/**',
+    ],
     rules: { 'no-console': 'off' },
   },
   {

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isAiEdgeError } from '@aiedge/protocol';
+import { serveCommand } from '@aiedge/runtime';
 import { modelCommand } from './model-command.js';
-import { serveCommand } from './serve-command.js';
 
 /** Version of the aiedge command, from its package.json. */
 export const CLI_VERSION = '0.1.0';

@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { EXAMPLE_MODEL_NAME, writeExampleModelRepository } from '@aiedge/runtime';
-import { collect, integer } from './_parse.js';
+import { EXAMPLE_MODEL_NAME, collect, integer, writeExampleModelRepository } from '@aiedge/runtime';
 
 /** `aiedge model`: work with models. */
 export function modelCommand(): Command {

@@ -46,3 +46,6 @@ export {
   type NodeSpec,
   type ValueInfoSpec,
 } from './onnx/index.js';
+export { byteSize, collect, integer, nonNegativeNumber } from './cli-flags.js';
+export { serveCommand } from './serve-command.js';
+export { bundleRuntime, type RuntimeBundle } from './bundle.js';

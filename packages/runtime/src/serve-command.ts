@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
-import { parseModelFlag, resolveServeOptions, startServer, type ServeOptionsInput } from '@aiedge/runtime';
-import { byteSize, collect, integer, nonNegativeNumber } from './_parse.js';
+import { byteSize, collect, integer, nonNegativeNumber } from './cli-flags.js';
+import { parseModelFlag, resolveServeOptions, type ServeOptionsInput } from './options.js';
+import { startServer } from './serve.js';
 
 /** `aiedge serve`: the Open Inference Protocol server that runs inside every inference container. */
 export function serveCommand(): Command {

@@ -1,4 +1,4 @@
-/** Parsers for command-line values; errors name the flag, the value and what was expected. */
+/** Parsers for command-line values (commander), shared by every aiedge verb; errors name the value and what was expected. */
 import { InvalidArgumentError } from 'commander';
 
 /** Parses a non-negative integer flag value. */
