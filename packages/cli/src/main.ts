@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { isAiEdgeError } from '@aiedge/protocol';
 import { serveCommand } from '@aiedge/runtime';
+import { imageCommand } from './image-command.js';
 import { modelCommand } from './model-command.js';
+import { registryCommand } from './registry-command.js';
 
 /** Version of the aiedge command, from its package.json. */
 export const CLI_VERSION = '0.1.0';
@@ -12,10 +14,14 @@ export function buildProgram(): Command {
     .description('ai-edge: deliver machine learning models to near-edge sites')
     .version(CLI_VERSION)
     .showHelpAfterError()
+    // Program options only before the verb, so verbs may have their own --version (a model version).
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text) });
   program.addCommand(serveCommand());
   program.addCommand(modelCommand());
+  program.addCommand(registryCommand());
+  program.addCommand(imageCommand());
   program.addHelpText(
     'after',
     `
