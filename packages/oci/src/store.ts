@@ -30,6 +30,9 @@ export class DigestMismatchError extends InputError {
   }
 }
 
+/** A temp file untouched this long belongs to a writer that died. */
+const STALE_TEMP_MS = 15 * 60_000;
+
 const REF_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._:-]*)*$/;
 
 /** Checks a ref key (`a/b/c`, no `..`, no empty segments). */
@@ -168,16 +171,35 @@ export class ContentStore {
     this.root = root;
   }
 
-  /** Opens (creating if needed) a store at `root` and removes temp files left by a crash. */
+  /**
+   * Opens (creating if needed) a store at `root` and removes temp files a crash left behind.
+   * Several processes may share a store, so only temp files untouched for STALE_TEMP_MS go.
+   */
   static async open(root: string): Promise<ContentStore> {
     const store = new ContentStore(root);
     await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
     await mkdir(join(root, 'ingest'), { recursive: true });
     await mkdir(join(root, 'refs'), { recursive: true });
-    for (const name of await readdir(join(root, 'ingest'))) {
-      if (name.endsWith('.tmp')) await rm(join(root, 'ingest', name), { force: true });
-    }
+    await store.removeStaleTemps();
     return store;
+  }
+
+  /** Removes temp files of writes that have not progressed for `olderThanMs` (a crashed writer's). */
+  async removeStaleTemps(olderThanMs = STALE_TEMP_MS): Promise<number> {
+    let removed = 0;
+    const cutoff = Date.now() - olderThanMs;
+    for (const name of await readdir(this.ingestDir)) {
+      if (!name.endsWith('.tmp')) continue;
+      const path = join(this.ingestDir, name);
+      try {
+        if ((await stat(path)).mtimeMs > cutoff) continue;
+        await rm(path, { force: true });
+        removed++;
+      } catch {
+        // finished or removed concurrently
+      }
+    }
+    return removed;
   }
 
   /** Path of a blob's file (which may not exist). */
