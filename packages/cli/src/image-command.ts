@@ -239,7 +239,15 @@ Examples:
           log(`built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
           if (output !== undefined) log(`wrote ${await storeImage(store, built.root, output, client.get)}`);
           if (flags.push === true) {
-            const result = await client.get().push(store, built.root, tag);
+            // Base layers already in the registry are mounted from the base's repository, not uploaded.
+            const baseRef = base === undefined ? undefined : parseLocation(base.name);
+            const mountFrom =
+              baseRef?.kind === 'registry' && baseRef.reference.registry === tag.registry
+                ? baseRef.reference.repository
+                : undefined;
+            const result = await client
+              .get()
+              .push(store, built.root, tag, mountFrom !== undefined ? { mountFrom } : {});
             log(
               `pushed ${formatReference(tag)}: ${mb(result.uploadedBytes)} uploaded, ${result.skippedBlobs} blobs already there, ${result.mountedBlobs} mounted`,
             );
