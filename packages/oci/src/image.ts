@@ -29,6 +29,7 @@ export interface LayerSource {
   /** Same key → the layer built earlier is reused without reading its inputs again. */
   readonly cacheKey?: string;
   readonly gzipLevel?: number;
+  readonly gzipStrategy?: 'default' | 'huffman-only';
   /** Fixed mtime (seconds) of every entry. */
   readonly mtime?: number;
 }
@@ -55,6 +56,7 @@ export async function buildLayer(store: ContentStore, source: LayerSource): Prom
   const layer = await writeLayer(store, sortEntries(withParents(source.entries)), {
     ...(source.mtime !== undefined ? { mtime: source.mtime } : {}),
     ...(source.gzipLevel !== undefined ? { gzipLevel: source.gzipLevel } : {}),
+    ...(source.gzipStrategy !== undefined ? { gzipStrategy: source.gzipStrategy } : {}),
   });
   if (cacheRef !== undefined) {
     const record = await store.put(JSON.stringify({ descriptor: layer.descriptor, diffId: layer.diffId }));

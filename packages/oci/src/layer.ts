@@ -4,7 +4,7 @@
  * memory. The same entries give the same layer digest (for the same Node.js zlib build).
  */
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { constants, createGzip } from 'node:zlib';
 import { InputError, describeValue } from '@aiedge/protocol';
 import { Digester, type Digest } from './digest.js';
 import { MediaTypes } from './media-types.js';
@@ -18,6 +18,11 @@ export interface WriteLayerOptions {
   readonly mtime?: number;
   /** zlib compression level, 0 (store) to 9. Default 6. */
   readonly gzipLevel?: number;
+  /**
+   * `huffman-only` skips zlib's string matching: for high-entropy content such as model weights it
+   * compresses as well as the default in about a third of the time. Default `default`.
+   */
+  readonly gzipStrategy?: 'default' | 'huffman-only';
 }
 
 /** A layer written by {@link writeLayer}. */
@@ -58,7 +63,12 @@ export async function writeLayer(
           yield chunk;
         }
       },
-      createGzip({ level }),
+      createGzip({
+        level,
+        strategy: options.gzipStrategy === 'huffman-only' ? constants.Z_HUFFMAN_ONLY : constants.Z_DEFAULT_STRATEGY,
+        // Large output chunks: far fewer awaited store writes for big layers.
+        chunkSize: 1 << 20,
+      }),
       async (gzip: AsyncIterable<Buffer>) => {
         let offset = 0;
         for await (const chunk of gzip) {
