@@ -685,10 +685,14 @@ try {
   else {
     // Time the compiled command users run: make sure dist/ is current (incremental, quick when it is).
     console.log('compiling (tsc -b) so that ours runs as installed ...');
-    execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.build.json'], {
-      cwd: REPO_ROOT,
-      stdio: 'inherit',
-    });
+    execFileSync(
+      process.execPath,
+      [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.build.json'],
+      {
+        cwd: REPO_ROOT,
+        stdio: 'inherit',
+      },
+    );
     await run(settings);
   }
 } catch (error) {

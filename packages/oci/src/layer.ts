@@ -65,7 +65,8 @@ export async function writeLayer(
       },
       createGzip({
         level,
-        strategy: options.gzipStrategy === 'huffman-only' ? constants.Z_HUFFMAN_ONLY : constants.Z_DEFAULT_STRATEGY,
+        strategy:
+          options.gzipStrategy === 'huffman-only' ? constants.Z_HUFFMAN_ONLY : constants.Z_DEFAULT_STRATEGY,
         // Large output chunks: far fewer awaited store writes for big layers.
         chunkSize: 1 << 20,
       }),
