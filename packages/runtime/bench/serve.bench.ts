@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { Pool } from 'undici';
-import { BENCH_MLP_SIZES, mlpModel } from '@aiedge/runtime';
+import { BENCH_MLP_SIZES, mlpModel, mulberry32 } from '@aiedge/runtime';
 import { runSlice, summarize, type LoadResult, type Operation, type Slice } from './_load.js';
 import { startServerProcess, type ServerProcess } from './_server-process.js';
 
@@ -120,18 +120,6 @@ function parseSettings(argv: readonly string[]): Settings | undefined {
   };
 }
 
-/** mulberry32, for reproducible inputs. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Output {
   readonly name: string;
   readonly shape: readonly number[];
@@ -165,7 +153,7 @@ async function makeGroup(
     throw new Error(`${model} has inputs ${session.inputNames.join(', ')}, expected '${inputName}'`);
   }
   const count = shape.reduce((a, b) => a * b, 1);
-  const next = random(seed);
+  const next = mulberry32(seed);
   const group: Group = {
     id,
     title,

@@ -38,6 +38,7 @@ export {
   exampleModel,
   exampleReference,
   mlpModel,
+  mulberry32,
   readModelInfo,
   writeExampleModelRepository,
   type DecodedTensor,

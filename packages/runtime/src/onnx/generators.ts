@@ -149,8 +149,8 @@ export interface MlpModelOptions {
   readonly seed: number;
 }
 
-/** mulberry32: a tiny, fast 32-bit PRNG returning floats in [0, 1). */
-function mulberry32(seed: number): () => number {
+/** mulberry32: a tiny, fast 32-bit PRNG returning floats in [0, 1) (reproducible weights and inputs). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

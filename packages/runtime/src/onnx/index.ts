@@ -33,6 +33,7 @@ export {
   exampleModel,
   exampleReference,
   mlpModel,
+  mulberry32,
   writeExampleModelRepository,
   type MlpModelOptions,
 } from './generators.js';
