@@ -15,6 +15,7 @@ import {
   type Descriptor,
   type ImageConfig,
   type ImageManifest,
+  type InferenceImage,
 } from '@aiedge/oci';
 import { bundleRuntime, exampleModel, resolveServeOptions, startServer } from '@aiedge/runtime';
 import { silentLogger } from '@aiedge/telemetry';
@@ -40,6 +41,11 @@ async function freePort(): Promise<number> {
 }
 
 const runtime = (architecture: string) => bundleRuntime({ architecture });
+
+/** The example model built as image `example` version `version`. */
+function buildExample(store: ContentStore, modelPath: string, version: string): Promise<InferenceImage> {
+  return buildInferenceImage({ store, modelPath, name: 'example', version, runtime });
+}
 
 async function manifestOf(
   store: ContentStore,
@@ -71,48 +77,18 @@ describe('inference images', () => {
   test('the same inputs give the same digest, in two separate stores', async () => {
     const a = await ContentStore.open(join(dir, 'store-a'));
     const b = await ContentStore.open(join(dir, 'store-b'));
-    const one = await buildInferenceImage({
-      store: a,
-      modelPath: modelV1,
-      name: 'example',
-      version: '1',
-      runtime,
-    });
-    const two = await buildInferenceImage({
-      store: b,
-      modelPath: modelV1,
-      name: 'example',
-      version: '1',
-      runtime,
-    });
+    const one = await buildExample(a, modelV1, '1');
+    const two = await buildExample(b, modelV1, '1');
     assert.equal(one.root.digest, two.root.digest);
     // and again in the same store, where base and runtime come from the layer cache
-    const three = await buildInferenceImage({
-      store: a,
-      modelPath: modelV1,
-      name: 'example',
-      version: '1',
-      runtime,
-    });
+    const three = await buildExample(a, modelV1, '1');
     assert.equal(three.root.digest, one.root.digest);
   });
 
   test('version 2 shares every layer but the model layer; the config says what is inside', async () => {
     const store = await ContentStore.open(join(dir, 'store-a'));
-    const v1 = await buildInferenceImage({
-      store,
-      modelPath: modelV1,
-      name: 'example',
-      version: '1',
-      runtime,
-    });
-    const v2 = await buildInferenceImage({
-      store,
-      modelPath: modelV2,
-      name: 'example',
-      version: '2',
-      runtime,
-    });
+    const v1 = await buildExample(store, modelV1, '1');
+    const v2 = await buildExample(store, modelV2, '2');
     const m1 = await manifestOf(store, v1.root);
     const m2 = await manifestOf(store, v2.root);
     assert.equal(m1.manifest.layers.length, 3);
@@ -165,13 +141,7 @@ describe('inference images', () => {
 
   test('oci-archive round trip keeps the digest; skopeo reads our archive', async () => {
     const store = await ContentStore.open(join(dir, 'store-a'));
-    const v1 = await buildInferenceImage({
-      store,
-      modelPath: modelV1,
-      name: 'example',
-      version: '1',
-      runtime,
-    });
+    const v1 = await buildExample(store, modelV1, '1');
     const archive = join(dir, 'example-1.tar');
     await writeArchive(store, v1.root, archive, 'example:1');
     const other = await ContentStore.open(join(dir, 'store-c'));
@@ -189,13 +159,7 @@ describe('inference images', () => {
     { skip: missingTool('skopeo', 'apt-get install skopeo') },
     async () => {
       const store = await ContentStore.open(join(dir, 'store-a'));
-      const v1 = await buildInferenceImage({
-        store,
-        modelPath: modelV1,
-        name: 'example',
-        version: '1',
-        runtime,
-      });
+      const v1 = await buildExample(store, modelV1, '1');
       const archive = join(dir, 'skopeo-1.tar');
       await writeArchive(store, v1.root, archive, 'example:1');
       const { stdout } = await run('skopeo', ['inspect', `oci-archive:${archive}`]);
