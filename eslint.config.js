@@ -11,7 +11,8 @@ const layers = {
   telemetry: ['protocol'],
   runtime: ['protocol', 'telemetry'],
   oci: ['protocol'],
-  cli: ['protocol', 'telemetry', 'runtime', 'oci'],
+  gitops: ['protocol'],
+  cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops'],
 };
 const allPackages = Object.keys(layers);
 
