@@ -73,7 +73,20 @@ describe('aiedge command', () => {
     assert.equal(top.code, 0);
     assert.match(top.stdout, /serve/);
     assert.match(top.stdout, /model/);
-    for (const verb of [['serve'], ['model', 'example']]) {
+    for (const verb of ['image', 'registry', 'gitops']) assert.match(top.stdout, new RegExp(verb));
+    for (const verb of [
+      ['serve'],
+      ['model', 'example'],
+      ['image', 'build'],
+      ['image', 'push'],
+      ['image', 'pull'],
+      ['image', 'inspect'],
+      ['image', 'save'],
+      ['image', 'load'],
+      ['registry'],
+      ['gitops', 'render'],
+      ['gitops', 'show'],
+    ]) {
       const help = await run([...verb, '--help']);
       assert.equal(help.code, 0, help.stderr);
       assert.match(help.stdout, /Examples:\n\s+\$ aiedge /, `${verb.join(' ')} --help shows examples`);

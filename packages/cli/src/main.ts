@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isAiEdgeError } from '@aiedge/protocol';
 import { serveCommand } from '@aiedge/runtime';
+import { gitopsCommand } from './gitops-command.js';
 import { imageCommand } from './image-command.js';
 import { modelCommand } from './model-command.js';
 import { registryCommand } from './registry-command.js';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   program.addCommand(modelCommand());
   program.addCommand(registryCommand());
   program.addCommand(imageCommand());
+  program.addCommand(gitopsCommand());
   program.addHelpText(
     'after',
     `

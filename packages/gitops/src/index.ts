@@ -1,1 +1,25 @@
-export {};
+export {
+  DEFAULT_NAMESPACE,
+  DEFAULT_OTLP_ENDPOINT,
+  DEFAULT_PORT,
+  DEFAULT_RESOURCES,
+  DeploymentSpecSchema,
+  SiteSpecSchema,
+  parseDeploymentSpec,
+  parseInputs,
+  parseSiteSpec,
+  sanitizeLabelValue,
+  selectorMatches,
+  type DeploymentSpec,
+  type SiteSpec,
+} from './model.js';
+export { renderRepository, toYaml, type RenderInput } from './render.js';
+export { readSiteDir, readSiteState, type FileReader, type SiteDeployment, type SiteState } from './read.js';
+export { checkout, commitAndPush, readFileAt, listFilesAt, fileRemoteUrl } from './git.js';
+export type {
+  GitRemote,
+  FileChange,
+  CheckoutOptions,
+  CommitAndPushOptions,
+  CommitAndPushResult,
+} from './git.js';
