@@ -23,3 +23,4 @@ export type {
   CommitAndPushOptions,
   CommitAndPushResult,
 } from './git.js';
+export { commitMessage, diffRendered, publishRepository, type PublishOptions, type PublishResult } from './publish.js';
