@@ -23,4 +23,10 @@ export type {
   CommitAndPushOptions,
   CommitAndPushResult,
 } from './git.js';
-export { commitMessage, diffRendered, publishRepository, type PublishOptions, type PublishResult } from './publish.js';
+export {
+  commitMessage,
+  diffRendered,
+  publishRepository,
+  type PublishOptions,
+  type PublishResult,
+} from './publish.js';
