@@ -1,32 +1,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { commitAndPush, fileRemoteUrl } from '@aiedge/gitops';
+import { missingTool, runCli } from './_test-cli.js';
 
 const run = promisify(execFile);
-const bin = new URL('./_test-bin.ts', import.meta.url).pathname;
 const digest = `sha256:${'a'.repeat(64)}`;
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=@aiedge/source', '--import', 'tsx', bin, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
-
-function missingGit(): string | undefined {
-  if (spawnSync('sh', ['-c', 'command -v git']).status === 0) return undefined;
-  if (process.env['CI'] === 'true') throw new Error('git is not installed: apt-get install git');
-  return 'git is not installed: apt-get install git';
-}
 
 async function files(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -51,7 +34,7 @@ after(async () => {
 
 test(
   'gitops render writes the repository, then show reads a site back from Git as the agent does',
-  { skip: missingGit() },
+  { skip: missingTool('git', 'apt-get install git') },
   async () => {
     await mkdir(join(dir, 'deployments'));
     await writeFile(
@@ -73,7 +56,7 @@ test(
       '--out',
       out,
     ];
-    const first = await cli(args);
+    const first = await runCli(args);
     assert.equal(first.code, 0, first.stderr);
     assert.deepEqual(await files(out), [
       'argocd/applicationset.yaml',
@@ -82,11 +65,11 @@ test(
       'sites/edge-1/mnist.yaml',
       'sites/edge-2/kustomization.yaml',
     ]);
-    const again = await cli(args);
+    const again = await runCli(args);
     assert.equal(again.code, 0);
     assert.match(again.stdout, /no changes/);
 
-    const bad = await cli([
+    const bad = await runCli([
       'gitops',
       'render',
       '--deployments',
@@ -113,7 +96,7 @@ test(
       author: { name: 'ai-edge test', email: 'test@aiedge.invalid' },
     });
     assert.ok(pushed.commit !== undefined);
-    const shown = await cli(['gitops', 'show', '--repo', remote.url, '--site', 'edge-1']);
+    const shown = await runCli(['gitops', 'show', '--repo', remote.url, '--site', 'edge-1']);
     assert.equal(shown.code, 0, shown.stderr);
     const state = JSON.parse(shown.stdout) as {
       revision: string;
@@ -126,7 +109,7 @@ test(
       state.deployments.map((d) => [d.name, d.imageDigest, d.port]),
       [['mnist', digest, 8080]],
     );
-    const empty = await cli(['gitops', 'show', '--repo', remote.url, '--site', 'edge-2']);
+    const empty = await runCli(['gitops', 'show', '--repo', remote.url, '--site', 'edge-2']);
     assert.equal(empty.code, 0, empty.stderr);
     assert.deepEqual((JSON.parse(empty.stdout) as { deployments: unknown[] }).deployments, []);
   },

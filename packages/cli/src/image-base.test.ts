@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,19 +19,7 @@ import {
   type ImageManifest,
 } from '@aiedge/oci';
 import { exampleModel } from '@aiedge/runtime';
-
-const bin = new URL('./_test-bin.ts', import.meta.url).pathname;
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=@aiedge/source', '--import', 'tsx', bin, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+import { runCli } from './_test-cli.js';
 
 /** Paths inside a gzip layer blob. */
 async function layerPaths(store: ContentStore, digest: `sha256:${string}`): Promise<string[]> {
@@ -93,7 +81,7 @@ test('--base with a multi-arch base image gives a multi-arch index with the righ
   await writeFile(join(dir, 'model', 'model.onnx'), exampleModel(1));
   const store = join(dir, 'store');
   const tag = `${host}/models/example:1`;
-  const res = await cli([
+  const res = await runCli([
     'image',
     'build',
     '--model',

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,30 +16,16 @@ import {
   type InferenceImage,
 } from '@aiedge/oci';
 import { bundleRuntime, exampleModel } from '@aiedge/runtime';
+import { freePort, missingTool } from './_test-cli.js';
 
 const run = promisify(execFile);
 
 function missingTools(): string | undefined {
-  for (const [tool, pkg] of [
-    ['docker-registry', 'docker-registry'],
-    ['skopeo', 'skopeo'],
-    ['podman', 'podman runc'],
-  ] as const) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
-      const why = `${tool} is not installed: apt-get install ${pkg}`;
-      if (process.env['CI'] === 'true') throw new Error(why);
-      return why;
-    }
-  }
-  return undefined;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
+  return (
+    missingTool('docker-registry', 'apt-get install docker-registry') ??
+    missingTool('skopeo', 'apt-get install skopeo') ??
+    missingTool('podman', 'apt-get install podman runc && scripts/podman-setup.sh')
+  );
 }
 
 /** Starts Debian's docker-registry (CNCF distribution) on 127.0.0.1. */

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,27 +18,12 @@ import {
   type InferenceImage,
 } from '@aiedge/oci';
 import { bundleRuntime, exampleModel, resolveServeOptions, startServer } from '@aiedge/runtime';
+import { freePort, missingTool } from './_test-cli.js';
 import { silentLogger } from '@aiedge/telemetry';
 
 const run = promisify(execFile);
 const SHARED = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared');
 const MNIST = join(SHARED, 'fixtures/models/onnx-mnist/1');
-
-/** Why a test needing `tool` is skipped (or, in CI, a failure). */
-function missingTool(tool: string, install: string): string | undefined {
-  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0) return undefined;
-  const why = `${tool} is not installed: ${install}`;
-  if (process.env['CI'] === 'true') throw new Error(why);
-  return why;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 const runtime = (architecture: string) => bundleRuntime({ architecture });
 

@@ -1,7 +1,6 @@
 /** Input types of the GitOps repository: what to deploy (DeploymentSpec) and where (SiteSpec). */
 import { Type, type Static } from '@sinclair/typebox';
-import { InputError } from '@aiedge/protocol';
-import { validateWith } from './_validate.js';
+import { InputError, validateWith } from '@aiedge/protocol';
 
 /** DNS-1123 label: lower-case alphanumerics and '-', at most 63 characters. */
 export const DNS_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
@@ -85,7 +84,7 @@ export type SiteSpec = Static<typeof SiteSpecSchema>;
 
 /** Validates one DeploymentSpec; `what` names it in errors (e.g. `deployments[0]`). */
 export function parseDeploymentSpec(value: unknown, what = 'deployment'): DeploymentSpec {
-  const spec = validateWith(DeploymentSpecSchema, value, what);
+  const spec = validateWith(DeploymentSpecSchema, value, what, 'field');
   if (!PINNED_IMAGE.test(spec.image)) {
     throw new InputError(`${what}.image: image "${spec.image}" must be pinned by digest (repo@sha256:...)`);
   }
@@ -99,7 +98,7 @@ export function parseDeploymentSpec(value: unknown, what = 'deployment'): Deploy
 
 /** Validates one SiteSpec; `what` names it in errors (e.g. `sites[0]`). */
 export function parseSiteSpec(value: unknown, what = 'site'): SiteSpec {
-  return validateWith(SiteSpecSchema, value, what);
+  return validateWith(SiteSpecSchema, value, what, 'field');
 }
 
 function noDuplicates(names: readonly string[], what: string): void {

@@ -36,3 +36,4 @@ export {
   type TensorData,
 } from './oip.js';
 export { describeValue } from './values.js';
+export { joinPath, validateWith, type PathStyle } from './validate.js';

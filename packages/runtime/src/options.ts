@@ -1,9 +1,8 @@
 /** Options of `aiedge serve`: typed input with defaults → validated, frozen resolved options. */
 import { availableParallelism } from 'node:os';
 import { Type, type Static } from '@sinclair/typebox';
-import { InputError } from '@aiedge/protocol';
+import { InputError, validateWith } from '@aiedge/protocol';
 import type { LogLevel } from '@aiedge/telemetry';
-import { validateWith } from './_validate.js';
 import type { ExplicitModel } from './repository.js';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });

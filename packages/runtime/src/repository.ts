@@ -15,11 +15,11 @@ import {
   UnavailableError,
   type ModelState,
   type RepositoryIndexEntry,
+  validateWith,
 } from '@aiedge/protocol';
 import type { Logger } from '@aiedge/telemetry';
 import type { ModelIO } from './codec.js';
 import type { WorkerPool } from './pool.js';
-import { validateWith } from './_validate.js';
 
 const strict = { additionalProperties: false } as const;
 
