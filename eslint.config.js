@@ -12,7 +12,8 @@ const layers = {
   runtime: ['protocol', 'telemetry'],
   oci: ['protocol'],
   gitops: ['protocol'],
-  cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops'],
+  core: ['protocol', 'telemetry', 'oci', 'gitops'],
+  cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops', 'core'],
 };
 const allPackages = Object.keys(layers);
 

@@ -623,3 +623,31 @@ export async function listFilesAt(
 export function fileRemoteUrl(path: string): string {
   return pathToFileURL(path).toString();
 }
+
+/**
+ * The tree id of every directory directly under `dir` (e.g. `sites`) at `revision` of a checkout:
+ * a content-addressed revision per site that changes exactly when that site's files change.
+ * Empty when the directory does not exist at that revision.
+ */
+export async function subtreeIds(
+  checkoutDir: string,
+  revision: string,
+  dir: string,
+): Promise<Map<string, string>> {
+  const oid = await resolveRevision(checkoutDir, revision);
+  const out = new Map<string, string>();
+  try {
+    const { tree } = await git.readTree({ fs, dir: checkoutDir, oid, filepath: dir });
+    for (const entry of tree) if (entry.type === 'tree') out.set(entry.path, entry.oid);
+  } catch (error) {
+    if (errCode(error) !== 'NotFoundError') throw error;
+  }
+  return out;
+}
+
+/** Creates a bare repository at `path` whose HEAD is `branch` (no-op when one exists). */
+export async function initBareRepository(path: string, branch = 'main'): Promise<void> {
+  if (fs.existsSync(join(path, 'HEAD'))) return;
+  await fs.promises.mkdir(path, { recursive: true });
+  await git.init({ fs, dir: path, bare: true, defaultBranch: branch });
+}

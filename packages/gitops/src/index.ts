@@ -15,7 +15,15 @@ export {
 } from './model.js';
 export { renderRepository, toYaml, type RenderInput } from './render.js';
 export { readSiteDir, readSiteState, type FileReader, type SiteDeployment, type SiteState } from './read.js';
-export { checkout, commitAndPush, readFileAt, listFilesAt, fileRemoteUrl } from './git.js';
+export {
+  checkout,
+  commitAndPush,
+  fileRemoteUrl,
+  initBareRepository,
+  listFilesAt,
+  readFileAt,
+  subtreeIds,
+} from './git.js';
 export type {
   GitRemote,
   FileChange,

@@ -26,6 +26,8 @@ export interface PublishResult {
   /** The new commit, or undefined when nothing changed (no commit). */
   readonly commit: string | undefined;
   readonly branch: string;
+  /** The branch's head after the call: the new commit, or the unchanged head ('' for an empty repository). */
+  readonly head: string;
   /** Files written or deleted. */
   readonly changed: readonly string[];
 }
@@ -103,10 +105,10 @@ export function commitMessage(input: RenderInput, changes: readonly FileChange[]
 /** Renders `input` and commits and pushes what changed; nothing changed → no commit. */
 export async function publishRepository(options: PublishOptions): Promise<PublishResult> {
   const rendered = renderRepository(options.input);
-  await checkout(options.remote, options.workDir);
+  const { head } = await checkout(options.remote, options.workDir);
   const first = await diffRendered(options.workDir, rendered);
   const branch = options.remote.branch ?? 'main';
-  if (first.length === 0) return { commit: undefined, branch, changed: [] };
+  if (first.length === 0) return { commit: undefined, branch, head, changed: [] };
   let applied = first;
   const single = options.input.deployments.length === 1 ? options.input.deployments[0] : undefined;
   const reviewBranch =
@@ -119,5 +121,10 @@ export async function publishRepository(options: PublishOptions): Promise<Publis
     author: options.author,
     ...(reviewBranch !== undefined ? { reviewBranch } : {}),
   });
-  return { commit: result.commit, branch: result.branch, changed: applied.map((c) => c.path) };
+  return {
+    commit: result.commit,
+    branch: result.branch,
+    head: result.commit ?? head,
+    changed: applied.map((c) => c.path),
+  };
 }

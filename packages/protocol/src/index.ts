@@ -37,3 +37,7 @@ export {
 } from './oip.js';
 export { describeValue } from './values.js';
 export { joinPath, validateWith, type PathStyle } from './validate.js';
+export * from './api-fleet.js';
+export * from './api-runs.js';
+export * from './api-telemetry.js';
+export * from './model-registry.js';
