@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isAiEdgeError } from '@aiedge/protocol';
 import { serveCommand } from '@aiedge/runtime';
+import { coreCommand } from './core-command.js';
 import { gitopsCommand } from './gitops-command.js';
 import { imageCommand } from './image-command.js';
 import { modelCommand } from './model-command.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   program.addCommand(registryCommand());
   program.addCommand(imageCommand());
   program.addCommand(gitopsCommand());
+  program.addCommand(coreCommand());
   program.addHelpText(
     'after',
     `

@@ -32,7 +32,15 @@ export const CoreConfigSchema = Type.Object(
     telemetryRollupSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400 })),
     maxBodyBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 2 ** 31 })),
     logLevel: Type.Optional(
-      Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].map((l) => Type.Literal(l))),
+      Type.Union([
+        Type.Literal('trace'),
+        Type.Literal('debug'),
+        Type.Literal('info'),
+        Type.Literal('warn'),
+        Type.Literal('error'),
+        Type.Literal('fatal'),
+        Type.Literal('silent'),
+      ]),
     ),
   },
   { additionalProperties: false },
@@ -181,6 +189,6 @@ export function resolveCoreConfig(sources: ConfigSources = {}): CoreConfig {
     telemetryRawRetentionHours: raw,
     telemetryRollupSeconds: merged.telemetryRollupSeconds ?? 300,
     maxBodyBytes: merged.maxBodyBytes ?? 16 * 1024 * 1024,
-    logLevel: (merged.logLevel ?? 'info') as LogLevel,
+    logLevel: merged.logLevel ?? 'info',
   });
 }

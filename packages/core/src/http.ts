@@ -14,6 +14,8 @@ import {
 } from '@aiedge/protocol';
 import type { Logger } from '@aiedge/telemetry';
 import { Type } from '@sinclair/typebox';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import addFormats from 'ajv-formats';
 import { authenticate, tokenFromHeaders } from './auth.js';
 import type { Db } from './store/db.js';
 
@@ -178,4 +180,28 @@ export function installAuthHook(app: FastifyInstance, db: Db): void {
     }
     request.principal = await authenticate(db, token);
   });
+}
+
+/**
+ * Schema validators: request bodies are checked as sent (no type coercion, unknown keys refused
+ * where the schema says so); query strings, params and headers are text, so numbers and booleans
+ * there are coerced.
+ */
+export function installValidators(app: FastifyInstance): void {
+  const make = (options: AjvOptions) => {
+    const ajv = new Ajv({
+      removeAdditional: false,
+      useDefaults: true,
+      allErrors: false,
+      strict: false,
+      ...options,
+    });
+    addFormats.default(ajv);
+    return ajv;
+  };
+  const strict = make({ coerceTypes: false });
+  const coercing = make({ coerceTypes: 'array' });
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? strict : coercing).compile(schema),
+  );
 }

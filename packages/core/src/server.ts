@@ -19,7 +19,7 @@ import type { CoreArea, CoreContext } from './context.js';
 import { deploymentsArea } from './deployments.js';
 import { fleetArea } from './fleet.js';
 import { GitOpsPublisher } from './gitops.js';
-import { ProblemSchema, installAuthHook, installProblemHandlers } from './http.js';
+import { ProblemSchema, installAuthHook, installProblemHandlers, installValidators } from './http.js';
 import { modelRegistryArea } from './model-registry/routes.js';
 import { runsArea, type PipelineExecutor } from './runs/routes.js';
 import { openStore, type Store } from './store/db.js';
@@ -85,8 +85,8 @@ export async function startCore(options: CoreOptions): Promise<RunningCore> {
     // Long-polls are held up to maxWaitSeconds; keep sockets open a little longer than that.
     requestTimeout: 0,
     ...(https !== undefined ? { https } : {}),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   });
+  installValidators(app);
   installProblemHandlers(app, logger);
   app.addSchema(ProblemSchema);
   await app.register(fastifySwagger, {
