@@ -408,17 +408,36 @@ async function listTracked(dir: string): Promise<string[]> {
   }
 }
 
-/** Points the local branch at `oid` and makes index and working tree match it (like `git reset --hard`). */
+/** Marker (in `.git`) naming the commit the working tree and index are known to match exactly. */
+const CLEAN_MARKER = 'aiedge-clean';
+
+async function markClean(dir: string, oid: string): Promise<void> {
+  await fs.promises.writeFile(join(dir, '.git', CLEAN_MARKER), oid);
+}
+
+async function markDirty(dir: string): Promise<void> {
+  await fs.promises.rm(join(dir, '.git', CLEAN_MARKER), { force: true });
+}
+
+/**
+ * Points the local branch at `oid` and makes index and working tree match it (like `git reset
+ * --hard`). Skipped when the tree is marked clean at `oid`; otherwise linear in the number of files
+ * (the index is rebuilt once, not edited per file).
+ */
 async function hardReset(dir: string, branch: string, oid: string): Promise<void> {
+  const marker = await fs.promises.readFile(join(dir, '.git', CLEAN_MARKER), 'utf8').catch(() => '');
+  const head = await git.resolveRef({ fs, dir, ref: 'HEAD' }).catch(() => '');
+  const current = await git.currentBranch({ fs, dir, fullname: false }).catch(() => undefined);
+  if (marker === oid && head === oid && current === branch) return;
+  await markDirty(dir);
   const before = await listTracked(dir);
   await git.writeRef({ fs, dir, ref: `refs/heads/${branch}`, value: oid, force: true });
   await git.writeRef({ fs, dir, ref: 'HEAD', value: `refs/heads/${branch}`, symbolic: true, force: true });
-  // Drop every previously tracked file so the checkout below rebuilds index and tree from `oid`.
-  for (const path of before) {
-    await git.remove({ fs, dir, filepath: path });
-    await fs.promises.rm(join(dir, path), { force: true });
-  }
+  // Drop every previously tracked file and the index, so the checkout rebuilds both from `oid`.
+  for (const path of before) await fs.promises.rm(join(dir, path), { force: true });
+  await fs.promises.rm(join(dir, '.git', 'index'), { force: true });
   await git.checkout({ fs, dir, ref: branch, force: true });
+  await markClean(dir, oid);
 }
 
 function safePath(dir: string, path: string): string {
@@ -437,6 +456,8 @@ function safePath(dir: string, path: string): string {
 }
 
 async function applyChanges(dir: string, changes: readonly FileChange[]): Promise<void> {
+  await markDirty(dir);
+  const added: string[] = [];
   for (const change of changes) {
     const file = safePath(dir, change.path);
     if (change.content === null) {
@@ -449,14 +470,17 @@ async function applyChanges(dir: string, changes: readonly FileChange[]): Promis
     } else {
       await fs.promises.mkdir(dirname(file), { recursive: true });
       await fs.promises.writeFile(file, change.content);
-      await git.add({ fs, dir, filepath: change.path });
+      added.push(change.path);
     }
   }
+  // One index update for every added file (per-file adds rewrite the whole index each time).
+  if (added.length > 0) await git.add({ fs, dir, filepath: added });
 }
 
-/** True when the index differs from HEAD's tree (or HEAD is unborn and the index is non-empty). */
-async function indexChanged(dir: string): Promise<boolean> {
-  const matrix = await git.statusMatrix({ fs, dir });
+/** True when the index differs from HEAD's tree for one of `paths` (or HEAD is unborn and the index is non-empty). */
+async function indexChanged(dir: string, paths: readonly string[]): Promise<boolean> {
+  if (paths.length === 0) return false;
+  const matrix = await git.statusMatrix({ fs, dir, filepaths: [...paths] });
   // [filepath, HEAD, WORKDIR, STAGE]: unchanged when HEAD === STAGE and both 1, or both absent.
   return matrix.some(([, head, , stage]) => !(head === 1 && stage === 1) && !(head === 0 && stage === 0));
 }
@@ -518,7 +542,14 @@ export async function commitAndPush(
   for (let attempt = 1; ; attempt++) {
     const changes = typeof options.changes === 'function' ? await options.changes(dir) : options.changes;
     await applyChanges(dir, changes);
-    if (!(await indexChanged(dir))) {
+    if (
+      !(await indexChanged(
+        dir,
+        changes.map((c) => c.path),
+      ))
+    ) {
+      const head = await git.resolveRef({ fs, dir, ref: 'HEAD' }).catch(() => undefined);
+      if (head !== undefined) await markClean(dir, head);
       return { commit: undefined, branch: target, attempts: attempt - 1 };
     }
     const now = Math.floor(Date.now() / 1000);
@@ -530,7 +561,10 @@ export async function commitAndPush(
       author: person,
       committer: person,
     });
-    if (await pushHead(r, dir, target)) return { commit, branch: target, attempts: attempt };
+    if (await pushHead(r, dir, target)) {
+      await markClean(dir, commit);
+      return { commit, branch: target, attempts: attempt };
+    }
     if (attempt > maxRetries) {
       throw new ConflictError(
         `push to ${r.display} branch ${target} was rejected ${attempt} times: the branch keeps moving`,
