@@ -71,6 +71,7 @@ function tokenCommand(): Command {
     .option('--ttl <seconds>', 'lifetime in seconds (enrollment default 86400; admin default: none)', integer)
     .option('--description <text>', 'what the token is for')
     .option('--json', 'print JSON')
+    .option('-q, --quiet', 'print the token string only (for scripts)')
     .addOption(dataOption())
     .addOption(configOption())
     .action(
@@ -82,6 +83,7 @@ function tokenCommand(): Command {
           ttl?: number;
           description?: string;
           json?: boolean;
+          quiet?: boolean;
         },
       ) => {
         if ((flags.admin === true) === (flags.enrollment === true)) {
@@ -101,6 +103,7 @@ function tokenCommand(): Command {
             ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
           });
           if (flags.json === true) process.stdout.write(`${JSON.stringify(created, null, 2)}\n`);
+          else if (flags.quiet === true) process.stdout.write(`${created.token}\n`);
           else {
             printToken(created);
             process.stderr.write('Keep the token now: it is not shown again.\n');
@@ -175,6 +178,8 @@ function tokenCommand(): Command {
 export function coreCommand(): Command {
   const core = new Command('core')
     .description('run the ai-edge core: fleet API, model registry, OCI registry, GitOps, runs, telemetry')
+    // Options after `token …` belong to the token verbs, not to `core` (both have --data).
+    .enablePositionalOptions()
     .addOption(dataOption())
     .option('--host <address>', 'listen address (env AIEDGE_CORE_HOST; default 0.0.0.0)')
     .option('--port <port>', 'listen port (env AIEDGE_CORE_PORT; default 8080)', integer)
