@@ -13,7 +13,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ContentStore, registryRoutes } from '@aiedge/oci';
 import { ForbiddenError, UnauthorizedError } from '@aiedge/protocol';
 import { createLogger, type Logger } from '@aiedge/telemetry';
-import { authenticate, tokenFromHeaders } from './auth.js';
+import { authenticate, requireAdmin, requireAdminOrSite, tokenFromHeaders } from './auth.js';
 import type { CoreConfig } from './config.js';
 import type { CoreArea, CoreContext } from './context.js';
 import { deploymentsArea } from './deployments.js';
@@ -141,7 +141,8 @@ export async function startCore(options: CoreOptions): Promise<RunningCore> {
   await app.register(async (api) => {
     installAuthHook(api, store.db);
     api.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-    api.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    api.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+      requireAdmin(request);
       const text = await metrics.metrics();
       return reply.type(metrics.contentType).send(text);
     });
