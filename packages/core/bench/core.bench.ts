@@ -50,6 +50,7 @@ function procStats(pid: number): { cpuSeconds: number; rssBytes: number } {
 async function startCoreProcess(data: string): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['--conditions=@aiedge/source', '--import', 'tsx', main, data], {
     cwd: root,
+    env: { ...process.env, AIEDGE_TEST_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolveStart, reject) => {

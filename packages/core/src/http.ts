@@ -144,7 +144,11 @@ export function installProblemHandlers(app: FastifyInstance, logger: Logger): vo
         `content-type ${describeValue(request.headers['content-type'])} is not accepted here`,
       );
     }
-    if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    if (
+      error instanceof SyntaxError ||
+      error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
+      error.code === 'FST_ERR_CTP_INVALID_JSON_BODY'
+    ) {
       return sendProblem(
         reply,
         400,
