@@ -455,6 +455,9 @@ function safePath(dir: string, path: string): string {
   return join(dir, ...parts);
 }
 
+/** Files staged per isomorphic-git `add` call. */
+const ADD_CHUNK = 256;
+
 async function applyChanges(dir: string, changes: readonly FileChange[]): Promise<void> {
   await markDirty(dir);
   const added: string[] = [];
@@ -473,8 +476,11 @@ async function applyChanges(dir: string, changes: readonly FileChange[]): Promis
       added.push(change.path);
     }
   }
-  // One index update for every added file (per-file adds rewrite the whole index each time).
-  if (added.length > 0) await git.add({ fs, dir, filepath: added });
+  // A few index updates for all added files (per-file adds rewrite the whole index each time), in
+  // chunks because isomorphic-git reads a chunk's files all at once (file descriptors are finite).
+  for (let i = 0; i < added.length; i += ADD_CHUNK) {
+    await git.add({ fs, dir, filepath: added.slice(i, i + ADD_CHUNK) });
+  }
 }
 
 /** True when the index differs from HEAD's tree for one of `paths` (or HEAD is unborn and the index is non-empty). */
