@@ -68,6 +68,42 @@ export interface CommitAndPushResult {
 }
 
 const REMOTE = 'origin';
+
+/** File operations isomorphic-git may have in flight at once (it starts one per file of a tree). */
+const MAX_OPEN_FILES = 64;
+
+/**
+ * `node:fs` for isomorphic-git with its promise operations queued beyond {@link MAX_OPEN_FILES}:
+ * a commit or status of tens of thousands of files must not run the process out of descriptors
+ * (a core holding thousands of agents' connections has few to spare).
+ */
+const gitFs = (() => {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  const limited =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      if (active >= MAX_OPEN_FILES) await new Promise<void>((resolve) => waiting.push(resolve));
+      active++;
+      try {
+        return await fn(...args);
+      } finally {
+        active--;
+        waiting.shift()?.();
+      }
+    };
+  const promises = new Proxy(fs.promises, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === 'function'
+        ? limited((...args: unknown[]) =>
+            (value as (...a: unknown[]) => Promise<unknown>).apply(target, args),
+          )
+        : value;
+    },
+  });
+  return { ...fs, promises };
+})();
 const FILE_HOST = 'http://aiedge-file-transport.invalid';
 
 type Kind = 'http' | 'file' | 'ssh';
@@ -310,11 +346,11 @@ async function fetchBranch(
       if (/couldn't find remote ref/i.test(res.stderr)) return undefined;
       throw new Error(`fetch from ${r.display} failed: ${res.stderr.trim()}`);
     }
-    return git.resolveRef({ fs, dir, ref: `refs/remotes/${REMOTE}/${branch}` });
+    return git.resolveRef({ fs: gitFs, dir, ref: `refs/remotes/${REMOTE}/${branch}` });
   }
   let refs: { ref: string; oid: string }[];
   try {
-    await git.addRemote({ fs, dir, remote: REMOTE, url: r.url, force: true });
+    await git.addRemote({ fs: gitFs, dir, remote: REMOTE, url: r.url, force: true });
     refs = await git.listServerRefs({
       http: r.http,
       url: r.url,
@@ -327,7 +363,7 @@ async function fetchBranch(
   if (!refs.some((x) => x.ref === `refs/heads/${branch}`)) return undefined;
   try {
     const result = await git.fetch({
-      fs,
+      fs: gitFs,
       http: r.http,
       dir,
       url: r.url,
@@ -341,7 +377,13 @@ async function fetchBranch(
     });
     const oid = result.fetchHead ?? undefined;
     if (oid !== undefined) {
-      await git.writeRef({ fs, dir, ref: `refs/remotes/${REMOTE}/${branch}`, value: oid, force: true });
+      await git.writeRef({
+        fs: gitFs,
+        dir,
+        ref: `refs/remotes/${REMOTE}/${branch}`,
+        value: oid,
+        force: true,
+      });
     }
     return oid;
   } catch (error) {
@@ -358,9 +400,9 @@ async function pushHead(r: Resolved, dir: string, branch: string): Promise<boole
     throw new Error(`push to ${r.display} failed: ${res.stderr.trim()}`);
   }
   try {
-    const local = await git.currentBranch({ fs, dir, fullname: false });
+    const local = await git.currentBranch({ fs: gitFs, dir, fullname: false });
     const result = await git.push({
-      fs,
+      fs: gitFs,
       http: r.http,
       dir,
       url: r.url,
@@ -402,7 +444,7 @@ async function isRepo(dir: string): Promise<boolean> {
 
 async function listTracked(dir: string): Promise<string[]> {
   try {
-    return await git.listFiles({ fs, dir });
+    return await git.listFiles({ fs: gitFs, dir });
   } catch {
     return [];
   }
@@ -426,17 +468,24 @@ async function markDirty(dir: string): Promise<void> {
  */
 async function hardReset(dir: string, branch: string, oid: string): Promise<void> {
   const marker = await fs.promises.readFile(join(dir, '.git', CLEAN_MARKER), 'utf8').catch(() => '');
-  const head = await git.resolveRef({ fs, dir, ref: 'HEAD' }).catch(() => '');
-  const current = await git.currentBranch({ fs, dir, fullname: false }).catch(() => undefined);
+  const head = await git.resolveRef({ fs: gitFs, dir, ref: 'HEAD' }).catch(() => '');
+  const current = await git.currentBranch({ fs: gitFs, dir, fullname: false }).catch(() => undefined);
   if (marker === oid && head === oid && current === branch) return;
   await markDirty(dir);
   const before = await listTracked(dir);
-  await git.writeRef({ fs, dir, ref: `refs/heads/${branch}`, value: oid, force: true });
-  await git.writeRef({ fs, dir, ref: 'HEAD', value: `refs/heads/${branch}`, symbolic: true, force: true });
+  await git.writeRef({ fs: gitFs, dir, ref: `refs/heads/${branch}`, value: oid, force: true });
+  await git.writeRef({
+    fs: gitFs,
+    dir,
+    ref: 'HEAD',
+    value: `refs/heads/${branch}`,
+    symbolic: true,
+    force: true,
+  });
   // Drop every previously tracked file and the index, so the checkout rebuilds both from `oid`.
   for (const path of before) await fs.promises.rm(join(dir, path), { force: true });
   await fs.promises.rm(join(dir, '.git', 'index'), { force: true });
-  await git.checkout({ fs, dir, ref: branch, force: true });
+  await git.checkout({ fs: gitFs, dir, ref: branch, force: true });
   await markClean(dir, oid);
 }
 
@@ -466,7 +515,7 @@ async function applyChanges(dir: string, changes: readonly FileChange[]): Promis
     if (change.content === null) {
       await fs.promises.rm(file, { force: true });
       try {
-        await git.remove({ fs, dir, filepath: change.path });
+        await git.remove({ fs: gitFs, dir, filepath: change.path });
       } catch {
         // not tracked: nothing to stage
       }
@@ -479,14 +528,14 @@ async function applyChanges(dir: string, changes: readonly FileChange[]): Promis
   // A few index updates for all added files (per-file adds rewrite the whole index each time), in
   // chunks because isomorphic-git reads a chunk's files all at once (file descriptors are finite).
   for (let i = 0; i < added.length; i += ADD_CHUNK) {
-    await git.add({ fs, dir, filepath: added.slice(i, i + ADD_CHUNK) });
+    await git.add({ fs: gitFs, dir, filepath: added.slice(i, i + ADD_CHUNK) });
   }
 }
 
 /** True when the index differs from HEAD's tree for one of `paths` (or HEAD is unborn and the index is non-empty). */
 async function indexChanged(dir: string, paths: readonly string[]): Promise<boolean> {
   if (paths.length === 0) return false;
-  const matrix = await git.statusMatrix({ fs, dir, filepaths: [...paths] });
+  const matrix = await git.statusMatrix({ fs: gitFs, dir, filepaths: [...paths] });
   // [filepath, HEAD, WORKDIR, STAGE]: unchanged when HEAD === STAGE and both 1, or both absent.
   return matrix.some(([, head, , stage]) => !(head === 1 && stage === 1) && !(head === 0 && stage === 0));
 }
@@ -511,12 +560,12 @@ export async function checkout(
   }
   await fs.promises.mkdir(dir, { recursive: true });
   if (!(await isRepo(dir))) {
-    await git.init({ fs, dir, defaultBranch: r.branch });
+    await git.init({ fs: gitFs, dir, defaultBranch: r.branch });
   }
   const oid = await fetchBranch(r, dir, r.branch, depth);
   if (oid === undefined) {
     await git.writeRef({
-      fs,
+      fs: gitFs,
       dir,
       ref: 'HEAD',
       value: `refs/heads/${r.branch}`,
@@ -554,14 +603,14 @@ export async function commitAndPush(
         changes.map((c) => c.path),
       ))
     ) {
-      const head = await git.resolveRef({ fs, dir, ref: 'HEAD' }).catch(() => undefined);
+      const head = await git.resolveRef({ fs: gitFs, dir, ref: 'HEAD' }).catch(() => undefined);
       if (head !== undefined) await markClean(dir, head);
       return { commit: undefined, branch: target, attempts: attempt - 1 };
     }
     const now = Math.floor(Date.now() / 1000);
     const person = { ...options.author, timestamp: now, timezoneOffset: 0 };
     const commit = await git.commit({
-      fs,
+      fs: gitFs,
       dir,
       message: options.message,
       author: person,
@@ -588,21 +637,21 @@ export async function commitAndPush(
 }
 
 async function localBranch(dir: string, fallback: string): Promise<string> {
-  return (await git.currentBranch({ fs, dir, fullname: false })) ?? fallback;
+  return (await git.currentBranch({ fs: gitFs, dir, fullname: false })) ?? fallback;
 }
 
 async function resolveRevision(dir: string, revision: string): Promise<string> {
   if (/^[0-9a-f]{40}$/i.test(revision)) return revision.toLowerCase();
   for (const ref of [revision, `refs/remotes/${REMOTE}/${revision}`]) {
     try {
-      return await git.resolveRef({ fs, dir, ref });
+      return await git.resolveRef({ fs: gitFs, dir, ref });
     } catch {
       // try the next candidate
     }
   }
   if (/^[0-9a-f]{4,39}$/i.test(revision)) {
     try {
-      return await git.expandOid({ fs, dir, oid: revision });
+      return await git.expandOid({ fs: gitFs, dir, oid: revision });
     } catch {
       // fall through
     }
@@ -623,7 +672,7 @@ export async function readFileAt(
   resolveRemote(remote);
   const oid = await resolveRevision(dir, revision);
   try {
-    const { blob } = await git.readBlob({ fs, dir, oid, filepath: path });
+    const { blob } = await git.readBlob({ fs: gitFs, dir, oid, filepath: path });
     return Buffer.from(blob).toString('utf8');
   } catch (error) {
     if (errCode(error) === 'NotFoundError') {
@@ -638,7 +687,7 @@ export async function readFileAt(
 
 async function objectExists(dir: string, oid: string): Promise<boolean> {
   try {
-    await git.readCommit({ fs, dir, oid });
+    await git.readCommit({ fs: gitFs, dir, oid });
     return true;
   } catch {
     return false;
@@ -654,7 +703,7 @@ export async function listFilesAt(
 ): Promise<string[]> {
   resolveRemote(remote);
   const oid = await resolveRevision(dir, revision);
-  const files = await git.listFiles({ fs, dir, ref: oid });
+  const files = await git.listFiles({ fs: gitFs, dir, ref: oid });
   const base = prefix.replace(/\/+$/, '');
   return files.filter((f) => base === '' || f.startsWith(`${base}/`)).sort();
 }
@@ -677,7 +726,7 @@ export async function subtreeIds(
   const oid = await resolveRevision(checkoutDir, revision);
   const out = new Map<string, string>();
   try {
-    const { tree } = await git.readTree({ fs, dir: checkoutDir, oid, filepath: dir });
+    const { tree } = await git.readTree({ fs: gitFs, dir: checkoutDir, oid, filepath: dir });
     for (const entry of tree) if (entry.type === 'tree') out.set(entry.path, entry.oid);
   } catch (error) {
     if (errCode(error) !== 'NotFoundError') throw error;
@@ -689,5 +738,5 @@ export async function subtreeIds(
 export async function initBareRepository(path: string, branch = 'main'): Promise<void> {
   if (fs.existsSync(join(path, 'HEAD'))) return;
   await fs.promises.mkdir(path, { recursive: true });
-  await git.init({ fs, dir: path, bare: true, defaultBranch: branch });
+  await git.init({ fs: gitFs, dir: path, bare: true, defaultBranch: branch });
 }
