@@ -90,8 +90,10 @@ test('kill -9 during writes: consistent store, no acknowledged write lost, clean
               selector: { ring: String(counter % 3) },
             });
             if (r.status === 200 || r.status === 201) ackedDeployments.add(name);
-          } else if (sites.length > 0) {
-            const site = sites[(counter * 7 + w) % sites.length]!;
+          } else if (sites.some((_, k) => k % 8 === w)) {
+            // Like a real agent, each site pushes one status at a time: a worker owns its sites.
+            const own = sites.filter((_, k) => k % 8 === w);
+            const site = own[counter % own.length]!;
             const n = ++counter;
             const r = await call(`/api/v1/sites/${site}/status`, ackedSites.get(site)!, 'PUT', {
               agentVersion: `v${n}`,
