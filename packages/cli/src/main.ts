@@ -49,6 +49,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       console.error(`aiedge: ${error.message}`);
       return 2;
     }
+    // An unreachable service is reported by its message; stack traces are for bugs.
+    if (isAiEdgeError(error) && error.status === 503) {
+      console.error(`aiedge: ${error.message}`);
+      return 1;
+    }
     console.error(`aiedge: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     return 1;
   }

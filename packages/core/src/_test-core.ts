@@ -71,7 +71,8 @@ export async function startTestCore(options: TestCoreOptions = {}): Promise<Test
         token: enrollment.token,
         json: { name, labels, kind: 'device', agentVersion: 'test' },
       });
-      if (response.status !== 201) throw new Error(`enroll ${name}: ${response.status} ${await response.text()}`);
+      if (response.status !== 201)
+        throw new Error(`enroll ${name}: ${response.status} ${await response.text()}`);
       const body = (await response.json()) as { token: string };
       return { token: body.token };
     },

@@ -34,7 +34,7 @@ export interface CoreOptions {
   readonly config: CoreConfig;
   /** Logger; default JSON lines on stdout at the configured level. */
   readonly logger?: Logger;
-  /** Executes pipeline runs (package pipeline); without one, runs fail with a clear reason. */
+  /** Executes pipeline runs (package pipeline); default: the minimal executor (command tasks in a DAG). */
   readonly pipelineExecutor?: PipelineExecutor;
   /** Clock, for tests. */
   readonly now?: () => Date;
@@ -140,7 +140,10 @@ export async function startCore(options: CoreOptions): Promise<RunningCore> {
 
   await app.register(async (api) => {
     installAuthHook(api, store.db);
-    api.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    api.get('/api/v1/openapi.json', { schema: { hide: true } }, async (request) => {
+      requireAdminOrSite(request);
+      return app.swagger();
+    });
     api.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
       requireAdmin(request);
       const text = await metrics.metrics();
