@@ -84,8 +84,11 @@ async function main_(): Promise<void> {
   await store.close();
   const { child, url } = await startCoreProcess(data);
   const pid = child.pid!;
+  // Never leave the core running, whatever happens to the benchmark.
+  process.on('exit', () => child.kill('SIGKILL'));
   const agent = new Agent({
-    connections: null,
+    // Heartbeats and setup calls: a bounded pool (requests queue rather than open more sockets).
+    connections: 256,
     keepAliveTimeout: 600_000,
     keepAliveMaxTimeout: 600_000,
     headersTimeout: 0,
@@ -179,7 +182,8 @@ async function main_(): Promise<void> {
     round++;
     // Each mode's agents get their own connection pool, destroyed at the end of the mode.
     const pollAgent = new Agent({
-      connections: null,
+      // One connection per agent: a re-poll waits for its own socket instead of opening another.
+      connections: N,
       keepAliveTimeout: 600_000,
       keepAliveMaxTimeout: 600_000,
       headersTimeout: 0,
