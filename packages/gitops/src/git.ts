@@ -740,3 +740,176 @@ export async function initBareRepository(path: string, branch = 'main'): Promise
   await fs.promises.mkdir(path, { recursive: true });
   await git.init({ fs: gitFs, dir: path, bare: true, defaultBranch: branch });
 }
+
+/** Options of {@link commitFiles}. */
+export interface CommitFilesOptions {
+  /** Every file the commit must contain under `owned` (path from the repository root → content). */
+  readonly files: ReadonlyMap<string, string>;
+  /** Top directories the caller owns: a file there that is not in `files` is deleted; others are kept. */
+  readonly owned: readonly string[];
+  /** Commit message, or a function of the changes (computed again after a rejected push). */
+  readonly message: string | ((changes: readonly FileChange[]) => string);
+  readonly author: { readonly name: string; readonly email: string };
+  /** Push to this new branch instead of the remote's branch (review mode). */
+  readonly reviewBranch?: string;
+  /** Attempts after a non-fast-forward rejection; default 5. */
+  readonly maxRetries?: number;
+}
+
+/** Result of {@link commitFiles}. */
+export interface CommitFilesResult {
+  /** The pushed commit, or undefined when nothing changed. */
+  readonly commit: string | undefined;
+  /** The branch head after the call ('' for an empty repository with nothing to commit). */
+  readonly head: string;
+  readonly branch: string;
+  /** Paths written or deleted, sorted. */
+  readonly changed: readonly string[];
+}
+
+/** Git's tree order: names compared as bytes, a directory as if its name ended with '/'. */
+function treeOrder(a: { path: string; type: string }, b: { path: string; type: string }): number {
+  const ka = a.type === 'tree' ? `${a.path}/` : a.path;
+  const kb = b.type === 'tree' ? `${b.path}/` : b.path;
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+/** Every file of a commit as path → blob id; identical subtrees are read once. */
+async function treeFiles(dir: string, commit: string): Promise<Map<string, string>> {
+  const memo = new Map<string, [string, string][]>();
+  const walk = async (treeOid: string): Promise<[string, string][]> => {
+    const known = memo.get(treeOid);
+    if (known !== undefined) return known;
+    const { tree } = await git.readTree({ fs: gitFs, dir, oid: treeOid });
+    const out: [string, string][] = [];
+    for (const entry of tree) {
+      if (entry.type === 'tree')
+        for (const [p, o] of await walk(entry.oid)) out.push([`${entry.path}/${p}`, o]);
+      else if (entry.type === 'blob') out.push([entry.path, entry.oid]);
+    }
+    memo.set(treeOid, out);
+    return out;
+  };
+  const { commit: c } = await git.readCommit({ fs: gitFs, dir, oid: commit });
+  return new Map(await walk(c.tree));
+}
+
+/** Writes the trees of `files` (path → blob id) bottom-up; identical trees are written once. */
+async function writeTrees(dir: string, files: ReadonlyMap<string, string>): Promise<string> {
+  interface Node {
+    readonly blobs: Map<string, string>;
+    readonly dirs: Map<string, Node>;
+  }
+  const rootNode: Node = { blobs: new Map(), dirs: new Map() };
+  for (const [path, oid] of files) {
+    const parts = path.split('/');
+    let node = rootNode;
+    for (const part of parts.slice(0, -1)) {
+      let next = node.dirs.get(part);
+      if (next === undefined) node.dirs.set(part, (next = { blobs: new Map(), dirs: new Map() }));
+      node = next;
+    }
+    node.blobs.set(parts[parts.length - 1]!, oid);
+  }
+  const written = new Map<string, string>();
+  const write = async (node: Node): Promise<string> => {
+    const entries: { mode: string; path: string; oid: string; type: 'blob' | 'tree' }[] = [];
+    for (const [name, child] of node.dirs)
+      entries.push({ mode: '040000', path: name, oid: await write(child), type: 'tree' });
+    for (const [name, oid] of node.blobs) entries.push({ mode: '100644', path: name, oid, type: 'blob' });
+    entries.sort(treeOrder);
+    const key = entries.map((e) => `${e.mode} ${e.path} ${e.oid}`).join('\n');
+    let oid = written.get(key);
+    if (oid === undefined) {
+      oid = await git.writeTree({ fs: gitFs, dir, tree: entries });
+      written.set(key, oid);
+    }
+    return oid;
+  };
+  return write(rootNode);
+}
+
+/**
+ * Commits exactly `files` (within the `owned` directories) on top of the remote branch and pushes,
+ * writing Git objects directly: no working tree, no index, and identical files and directories
+ * (the same manifest for thousands of sites) are hashed and stored once. Re-applied on the new
+ * head after a non-fast-forward rejection.
+ */
+export async function commitFiles(
+  remote: GitRemote,
+  dir: string,
+  options: CommitFilesOptions,
+): Promise<CommitFilesResult> {
+  const r = resolveRemote(remote);
+  const target = options.reviewBranch ?? r.branch;
+  if (!/^[\w./-]+$/.test(target) || target.includes('..')) {
+    throw new InputError(`options.reviewBranch ${JSON.stringify(target)} is not a valid branch name`);
+  }
+  for (const path of options.files.keys()) safePath(dir, path);
+  const owned = (path: string) => options.owned.some((top) => path === top || path.startsWith(`${top}/`));
+  await fs.promises.mkdir(dir, { recursive: true });
+  if (!(await isRepo(dir))) await git.init({ fs: gitFs, dir, defaultBranch: r.branch });
+  // Blob ids by content, computed once per distinct content.
+  const blobOf = new Map<string, string>();
+  const contentOf = new Map<string, string>();
+  for (const content of new Set(options.files.values())) {
+    const { oid } = await git.hashBlob({ object: content });
+    blobOf.set(content, oid);
+    contentOf.set(oid, content);
+  }
+  const maxRetries = options.maxRetries ?? 5;
+  for (let attempt = 1; ; attempt++) {
+    const parent = await fetchBranch(r, dir, r.branch, 1);
+    const current = parent === undefined ? new Map<string, string>() : await treeFiles(dir, parent);
+    const desired = new Map<string, string>();
+    for (const [path, oid] of current) if (!owned(path)) desired.set(path, oid);
+    for (const [path, content] of options.files) desired.set(path, blobOf.get(content)!);
+    const changed = [...new Set([...current.keys(), ...desired.keys()])]
+      .filter((p) => current.get(p) !== desired.get(p))
+      .sort();
+    if (changed.length === 0) {
+      return { commit: undefined, head: parent ?? '', branch: target, changed: [] };
+    }
+    const stored = new Set<string>();
+    for (const path of changed) {
+      const oid = desired.get(path);
+      if (oid === undefined || stored.has(oid)) continue;
+      await git.writeBlob({ fs: gitFs, dir, blob: Buffer.from(contentOf.get(oid)!) });
+      stored.add(oid);
+    }
+    const tree = await writeTrees(dir, desired);
+    const changes: FileChange[] = changed.map((path) => ({ path, content: options.files.get(path) ?? null }));
+    const message = typeof options.message === 'function' ? options.message(changes) : options.message;
+    const now = Math.floor(Date.now() / 1000);
+    const person = { ...options.author, timestamp: now, timezoneOffset: 0 };
+    const commit = await git.writeCommit({
+      fs: gitFs,
+      dir,
+      commit: {
+        message,
+        tree,
+        parent: parent === undefined ? [] : [parent],
+        author: person,
+        committer: person,
+      },
+    });
+    await git.writeRef({ fs: gitFs, dir, ref: `refs/heads/${r.branch}`, value: commit, force: true });
+    await git.writeRef({
+      fs: gitFs,
+      dir,
+      ref: 'HEAD',
+      value: `refs/heads/${r.branch}`,
+      symbolic: true,
+      force: true,
+    });
+    // The working tree (if any) no longer matches HEAD: a later checkout() rebuilds it.
+    await markDirty(dir);
+    if (await pushHead(r, dir, target)) return { commit, head: commit, branch: target, changed };
+    if (attempt > maxRetries) {
+      throw new ConflictError(
+        `push to ${r.display} branch ${target} was rejected ${attempt} times: the branch keeps moving`,
+      );
+    }
+    await sleep(20 + Math.floor(Math.random() * 80 * attempt));
+  }
+}

@@ -18,6 +18,7 @@ export { readSiteDir, readSiteState, type FileReader, type SiteDeployment, type 
 export {
   checkout,
   commitAndPush,
+  commitFiles,
   fileRemoteUrl,
   initBareRepository,
   listFilesAt,
@@ -30,6 +31,8 @@ export type {
   CheckoutOptions,
   CommitAndPushOptions,
   CommitAndPushResult,
+  CommitFilesOptions,
+  CommitFilesResult,
 } from './git.js';
 export {
   commitMessage,

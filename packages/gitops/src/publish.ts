@@ -5,7 +5,7 @@
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { checkout, commitAndPush, type FileChange, type GitRemote } from './git.js';
+import { commitFiles, type FileChange, type GitRemote } from './git.js';
 import { renderRepository, type RenderInput } from './render.js';
 
 /** Options of {@link publishRepository}. */
@@ -105,26 +105,17 @@ export function commitMessage(input: RenderInput, changes: readonly FileChange[]
 /** Renders `input` and commits and pushes what changed; nothing changed → no commit. */
 export async function publishRepository(options: PublishOptions): Promise<PublishResult> {
   const rendered = renderRepository(options.input);
-  const { head } = await checkout(options.remote, options.workDir);
-  const first = await diffRendered(options.workDir, rendered);
-  const branch = options.remote.branch ?? 'main';
-  if (first.length === 0) return { commit: undefined, branch, head, changed: [] };
-  let applied = first;
   const single = options.input.deployments.length === 1 ? options.input.deployments[0] : undefined;
   const reviewBranch =
     options.review === true
       ? `aiedge/${single?.name ?? 'deployments'}/${single !== undefined ? shortDigest(single.image).slice(0, 8) : Date.now().toString(36)}`
       : undefined;
-  const result = await commitAndPush(options.remote, options.workDir, {
-    changes: async (dir) => (applied = await diffRendered(dir, rendered)),
-    message: commitMessage(options.input, first, options.runId),
+  const result = await commitFiles(options.remote, options.workDir, {
+    files: rendered,
+    owned: OWNED,
+    message: (changes) => commitMessage(options.input, changes, options.runId),
     author: options.author,
     ...(reviewBranch !== undefined ? { reviewBranch } : {}),
   });
-  return {
-    commit: result.commit,
-    branch: result.branch,
-    head: result.commit ?? head,
-    changed: applied.map((c) => c.path),
-  };
+  return { commit: result.commit, branch: result.branch, head: result.head, changed: [...result.changed] };
 }
