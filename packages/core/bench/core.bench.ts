@@ -176,6 +176,8 @@ async function main_(): Promise<void> {
     }
   })();
 
+  const idleRssBytes = procStats(pid).rssBytes;
+  console.log(`core RSS with ${N} enrolled sites and no agent connected: ${mb(idleRssBytes)}`);
   const results: Record<string, unknown>[] = [];
   let round = 0;
   for (const mode of ['long-poll', 'polling'] as const) {
@@ -193,6 +195,7 @@ async function main_(): Promise<void> {
     let changedAt = 0;
     const seen: number[] = new Array<number>(N).fill(0);
     let errors = 0;
+    const errorKinds = new Map<string, number>();
     const agents = Array.from({ length: N }, async (_, i) => {
       if (mode === 'polling') await sleep((i / N) * PERIOD_S * 1000);
       while (running) {
@@ -211,9 +214,14 @@ async function main_(): Promise<void> {
             if (changedAt > 0 && seen[i] === 0 && revision !== revisions[i]) seen[i] = performance.now();
             revisions[i] = revision;
           } else if (r.statusCode !== 304) errors++;
-        } catch {
-          if (running) errors++;
-          return;
+        } catch (error) {
+          if (!running) return;
+          // A real agent retries after a failed request.
+          errors++;
+          const kind = (error as { code?: string }).code ?? (error as Error).message;
+          errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+          await sleep(1000);
+          continue;
         }
         if (mode === 'polling' && running) await sleep(PERIOD_S * 1000);
       }
@@ -251,14 +259,18 @@ async function main_(): Promise<void> {
       steadySeconds: STEADY_S,
       coreCpuPercent: Number(cpuPercent.toFixed(1)),
       coreRssMaxBytes: maxRss,
+      coreRssIdleBytes: idleRssBytes,
+      perAgentBytes: Math.round((maxRss - idleRssBytes) / N),
       coreRssAfterChangeBytes: procStats(pid).rssBytes,
       publishSeconds: Number(((committedAt - changedAt) / 1000).toFixed(2)),
       answered: done.length,
       allAnsweredSeconds:
         done.length === N ? Number(((latencies[latencies.length - 1] ?? 0) / 1000).toFixed(2)) : null,
+      firstAnsweredSeconds: Number(((latencies[0] ?? NaN) / 1000).toFixed(2)),
       p50Seconds: Number((percentile(latencies, 50) / 1000).toFixed(2)),
       p99Seconds: Number((percentile(latencies, 99) / 1000).toFixed(2)),
       errors,
+      errorKinds: Object.fromEntries(errorKinds),
     };
     results.push(result);
     console.log(JSON.stringify(result));

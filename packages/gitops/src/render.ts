@@ -290,18 +290,34 @@ export function renderRepository(input: RenderInput): Map<string, string> {
   for (const d of deployments) {
     files.set(`deployments/${d.name}.yaml`, toYaml(normalizeSpec(d)));
   }
+  // A deployment's manifest depends on the site only through its OTLP endpoint: render (and
+  // validate) it once per endpoint, not once per site, so thousands of sites cost one render.
+  const manifests = new Map<string, string>();
+  const kustomizations = new Map<string, string>();
   for (const site of sites) {
     const resources: string[] = [];
     for (const d of deployments) {
       if (!selectorMatches(d.selector, site.labels)) continue;
-      const objects = [renderDeployment(d, site), renderService(d)];
-      if (d.route?.enabled === true) objects.push(renderRoute(d));
       const path = `sites/${site.name}/${d.name}.yaml`;
-      for (const obj of objects) validateObject(obj, `${path} ${String(obj['kind'])}`);
-      files.set(path, objects.map((o) => toYaml(o)).join('---\n'));
+      const key = `${d.name}\0${site.otlpEndpoint ?? ''}`;
+      let manifest = manifests.get(key);
+      if (manifest === undefined) {
+        const objects = [renderDeployment(d, site), renderService(d)];
+        if (d.route?.enabled === true) objects.push(renderRoute(d));
+        for (const obj of objects) validateObject(obj, `${path} ${String(obj['kind'])}`);
+        manifest = objects.map((o) => toYaml(o)).join('---\n');
+        manifests.set(key, manifest);
+      }
+      files.set(path, manifest);
       resources.push(`${d.name}.yaml`);
     }
-    files.set(`sites/${site.name}/kustomization.yaml`, toYaml(renderKustomization(resources)));
+    const key = resources.join('\0');
+    let kustomization = kustomizations.get(key);
+    if (kustomization === undefined) {
+      kustomization = toYaml(renderKustomization(resources));
+      kustomizations.set(key, kustomization);
+    }
+    files.set(`sites/${site.name}/kustomization.yaml`, kustomization);
   }
   files.set(
     'argocd/applicationset.yaml',
