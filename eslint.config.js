@@ -12,8 +12,9 @@ const layers = {
   runtime: ['protocol', 'telemetry'],
   oci: ['protocol'],
   gitops: ['protocol'],
-  core: ['protocol', 'telemetry', 'oci', 'gitops'],
-  cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops', 'core'],
+  pipeline: ['protocol', 'oci', 'gitops', 'runtime'],
+  core: ['protocol', 'telemetry', 'oci', 'gitops', 'pipeline'],
+  cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops', 'pipeline', 'core'],
 };
 const allPackages = Object.keys(layers);
 
