@@ -375,6 +375,14 @@ export class RegistryAuth {
     }
     const extra = challenge.params['scope'];
     const all = extra === undefined ? scopes : [...scopes, ...extra.split(' ').filter((s) => s !== '')];
+    // Requests sent in parallel before the first token arrived all come back 401: the ones that
+    // did not carry the current token reuse it (or the fetch in flight) instead of fetching again.
+    const current =
+      this.#tokens.get(this.#key(registry, all)) ?? this.#tokens.get(this.#key(registry, scopes));
+    if (current !== undefined && current.header !== sent && current.expiresAtMs > this.#now())
+      return current.header;
+    const inflight = this.#inflight.get(this.#key(registry, all));
+    if (inflight !== undefined) return (await inflight).header;
     this.#tokens.delete(this.#key(registry, scopes));
     this.#tokens.delete(this.#key(registry, all));
     const token = await this.#fetchToken(registry, challenge, all, signal);
