@@ -29,3 +29,35 @@ export {
   type TaskImplementation,
   type TaskKind,
 } from './types.js';
+export { readState, statePath, writeState } from './state.js';
+export { inspectTask, locateModel, type ModelLocation } from './tasks/inspect.js';
+export { buildTask } from './tasks/build.js';
+export {
+  DEFAULT_TOLERANCE,
+  compareOutputs,
+  loadTestCases,
+  stageTask,
+  type ExpectedOutput,
+  type StageTestCase,
+} from './tasks/stage.js';
+export { pushTask } from './tasks/push.js';
+export { PIPELINE_AUTHOR, gitopsTask } from './tasks/gitops.js';
+export {
+  GitSource,
+  HttpSource,
+  LocalSource,
+  OciSource,
+  RegistrySource,
+  S3Source,
+  chooseArtifact,
+  createSource,
+  lfsPointer,
+  sourceForUri,
+  type GitSourceSpec,
+  type HttpSourceSpec,
+  type LocalSourceSpec,
+  type OciSourceSpec,
+  type RegistrySourceSpec,
+  type S3SourceSpec,
+} from './sources/index.js';
+export { MODEL_DIR, fetchTask, fetchedDigest } from './tasks/fetch.js';
