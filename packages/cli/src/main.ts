@@ -5,6 +5,7 @@ import { coreCommand } from './core-command.js';
 import { gitopsCommand } from './gitops-command.js';
 import { imageCommand } from './image-command.js';
 import { modelCommand } from './model-command.js';
+import { pipelineCommand } from './pipeline-command.js';
 import { registryCommand } from './registry-command.js';
 
 /** Version of the aiedge command, from its package.json. */
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   program.addCommand(registryCommand());
   program.addCommand(imageCommand());
   program.addCommand(gitopsCommand());
+  program.addCommand(pipelineCommand());
   program.addCommand(coreCommand());
   program.addHelpText(
     'after',

@@ -61,3 +61,31 @@ export {
   type S3SourceSpec,
 } from './sources/index.js';
 export { MODEL_DIR, fetchTask, fetchedDigest } from './tasks/fetch.js';
+export {
+  abortReason,
+  planTasks,
+  runPipeline,
+  runTask,
+  type PipelineRunResult,
+  type PlannedTask,
+  type RunEvents,
+  type RunPipelineOptions,
+  type SingleTaskResult,
+  type TaskOutcome,
+  type TaskTransition,
+} from './runner.js';
+export {
+  createPipelineExecutor,
+  type ExecutorRunInput,
+  type ExecutorValidateInput,
+  type PipelineExecutorLike,
+  type PipelineExecutorOptions,
+} from './executor.js';
+export {
+  TEKTON_PIPELINE_FILE,
+  TEKTON_RESULTS_DIR,
+  TEKTON_SECRET_PARAM,
+  exportTekton,
+  tektonResults,
+  type TektonExportOptions,
+} from './tekton.js';
