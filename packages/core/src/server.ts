@@ -34,7 +34,7 @@ export interface CoreOptions {
   readonly config: CoreConfig;
   /** Logger; default JSON lines on stdout at the configured level. */
   readonly logger?: Logger;
-  /** Executes pipeline runs (package pipeline); default: the minimal executor (command tasks in a DAG). */
+  /** Executes pipeline runs; default: ai-edge pipelines (package pipeline), and command tasks (minimal executor). */
   readonly pipelineExecutor?: PipelineExecutor;
   /** Clock, for tests. */
   readonly now?: () => Date;

@@ -23,7 +23,7 @@ import {
 import { principalOf, requireAdmin } from '../auth.js';
 import type { CoreArea, CoreContext } from '../context.js';
 import type { PipelineExecutor } from './executor.js';
-import { MinimalPipelineExecutor } from './minimal-executor.js';
+import { DefaultPipelineExecutor } from './default-executor.js';
 import type { RunRecorder } from './recorder.js';
 import { toRunLogLine } from './rows.js';
 import { RUN_ID_PATTERN, RunService, type RunServiceOptions } from './service.js';
@@ -103,13 +103,13 @@ function logText(line: RunLogLine): string {
   return `[${line.task ?? 'run'}] ${stream}${line.line}\n`;
 }
 
-/** The pipeline runs area. Without an executor, runs use the {@link MinimalPipelineExecutor}. */
+/** The pipeline runs area. Without an executor, runs use the {@link DefaultPipelineExecutor}. */
 export function runsArea(
   context: CoreContext,
   executor: PipelineExecutor | undefined,
   options: RunsAreaOptions = {},
 ): CoreArea {
-  const service = new RunService(context, executor ?? new MinimalPipelineExecutor(), options);
+  const service = new RunService(context, executor ?? new DefaultPipelineExecutor(), options);
   const { db } = context.store;
 
   async function* storedLines(id: string, after: number, upTo: number): AsyncGenerator<RunLogLine> {
