@@ -9,16 +9,55 @@ import { fileURLToPath } from 'node:url';
 import { readSiteState } from '@aiedge/gitops';
 import type { DesiredState } from '@aiedge/protocol';
 import { writeExampleModelRepository } from '@aiedge/runtime';
-import { startTestCore, type TestCore } from '../_test-core.js';
+import { createToken, resolveCoreConfig, startCore, type RunningCore } from '@aiedge/core';
 
-const examples = resolve(fileURLToPath(new URL('../../../../examples', import.meta.url)));
-let t: TestCore;
+const examples = resolve(fileURLToPath(new URL('../../../examples', import.meta.url)));
+interface Core {
+  readonly url: string;
+  readonly adminToken: string;
+  readonly core: RunningCore;
+  api(path: string, init?: RequestInit & { token?: string; json?: unknown }): Promise<Response>;
+  enrollSite(name: string, labels: Record<string, string>): Promise<{ token: string }>;
+}
+let t: Core;
 let dir: string;
 let previousToken: string | undefined;
 
 before(async () => {
-  t = await startTestCore();
   dir = await mkdtemp(join(tmpdir(), 'aiedge-core-pipeline-'));
+  const core = await startCore({
+    config: resolveCoreConfig({
+      values: { data: join(dir, 'core'), host: '127.0.0.1', port: 0, logLevel: 'silent' },
+    }),
+  });
+  const admin = await createToken(core.context.store.db, { kind: 'admin' });
+  const api: Core['api'] = (path, init = {}) => {
+    const { token, json, ...rest } = init;
+    const headers = new Headers(rest.headers);
+    headers.set('authorization', `Bearer ${token ?? admin.token}`);
+    if (json !== undefined) headers.set('content-type', 'application/json');
+    return fetch(`${core.url}${path}`, {
+      ...rest,
+      headers,
+      ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
+    });
+  };
+  t = {
+    url: core.url,
+    adminToken: admin.token,
+    core,
+    api,
+    enrollSite: async (name, labels) => {
+      const enrollment = await createToken(core.context.store.db, { kind: 'enrollment', ttlSeconds: 600 });
+      const r = await api('/api/v1/sites/enroll', {
+        method: 'POST',
+        token: enrollment.token,
+        json: { name, labels },
+      });
+      assert.equal(r.status, 201);
+      return { token: ((await r.json()) as { token: string }).token };
+    },
+  };
   // The pipeline's tasks read secrets from the core's environment (here: this process).
   previousToken = process.env['AIEDGE_TOKEN'];
   process.env['AIEDGE_TOKEN'] = t.adminToken;
@@ -26,12 +65,12 @@ before(async () => {
 after(async () => {
   if (previousToken === undefined) delete process.env['AIEDGE_TOKEN'];
   else process.env['AIEDGE_TOKEN'] = previousToken;
-  await t.close();
+  await t.core.close();
   await rm(dir, { recursive: true, force: true });
 });
 
 test('the core runs examples/registry-pipeline.yaml from its model registry to its sites', async () => {
-  await writeExampleModelRepository(dir);
+  await writeExampleModelRepository(join(dir, 'models'));
   const { token: siteToken } = await t.enrollSite('edge-1', { tier: 'edge' });
   const api = '/api/model_registry/v1alpha3';
   const model = (await (
@@ -48,7 +87,7 @@ test('the core runs examples/registry-pipeline.yaml from its model registry to i
     json: {
       artifactType: 'model-artifact',
       name: 'onnx',
-      uri: `file://${join(dir, 'example-classifier')}`,
+      uri: `file://${join(dir, 'models', 'example-classifier')}`,
       modelFormatName: 'onnx',
     },
   });
