@@ -21,6 +21,12 @@ import type { GitOpsPublisher } from './gitops.js';
 import { siteView } from './fleet.js';
 import type { DeploymentsTable } from './store/schema.js';
 
+/** A stored spec without its `pipelineRun`, for comparing what would be deployed. */
+function withoutRun(spec: string): string {
+  const { pipelineRun: _run, ...rest } = JSON.parse(spec) as DeploymentRequest;
+  return JSON.stringify(rest);
+}
+
 const DeploymentParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN, maxLength: 63 }) });
 
 /** The deployments area. */
@@ -97,7 +103,8 @@ export function deploymentsArea(context: CoreContext, gitops: GitOpsPublisher): 
                 .insertInto('deployments')
                 .values({ name: request.body.name, spec, created_at: now, updated_at: now, commit: null })
                 .execute();
-            } else if (existing.spec !== spec) {
+            } else if (withoutRun(existing.spec) !== withoutRun(spec)) {
+              // A new pipeline run of the same image and settings is no change (no commit).
               await tx
                 .updateTable('deployments')
                 .set({ spec, updated_at: now, commit: null })

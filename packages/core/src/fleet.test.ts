@@ -294,6 +294,33 @@ describe('fleet', () => {
     assert.equal((await t.api('/api/v1/deployments/x')).status, 404);
   });
 
+  test('the same deployment from a new pipeline run is no change and makes no commit', async () => {
+    const body = {
+      name: 'same',
+      image: image('d'),
+      model: { name: 'same', version: '1' },
+      selector: { zone: 'eu' },
+    };
+    const first = await json<Deployment>(
+      await t.api('/api/v1/deployments', { method: 'POST', json: { ...body, pipelineRun: 'run-1' } }),
+      201,
+    );
+    const head = t.core.gitops.head;
+    const again = await json<Deployment>(
+      await t.api('/api/v1/deployments', { method: 'POST', json: { ...body, pipelineRun: 'run-2' } }),
+    );
+    assert.equal(again.commit, first.commit);
+    assert.equal(t.core.gitops.head, head);
+    const changed = await json<Deployment>(
+      await t.api('/api/v1/deployments', {
+        method: 'POST',
+        json: { ...body, replicas: 2, pipelineRun: 'run-3' },
+      }),
+    );
+    assert.notEqual(changed.commit, first.commit);
+    assert.equal((await t.api('/api/v1/deployments/same', { method: 'DELETE' })).status, 204);
+  });
+
   test('a revoked site is refused and leaves the GitOps repository', async () => {
     const { token } = await t.enrollSite('doomed', { zone: 'eu' });
     await waitFor('doomed published', async () =>
