@@ -2,6 +2,7 @@
  * Versioned migrations, applied in name order at open and recorded by Kysely's migrator. A
  * migration, once released, never changes: add a new one. Each area owns its migration module.
  */
+import { idColumn } from './columns.js';
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
 import { modelRegistryMigration } from '../model-registry/tables.js';
 import { runsMigration } from '../runs/tables.js';
@@ -45,7 +46,7 @@ const coreMigration: Migration = {
       .execute();
     await db.schema
       .createTable('site_events')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('id', ...idColumn(db))
       .addColumn('site', 'text', (c) => c.notNull())
       .addColumn('at', 'text', (c) => c.notNull())
       .addColumn('type', 'text', (c) => c.notNull())

@@ -12,6 +12,7 @@
  * Rows older than the raw retention are rolled up into buckets of `telemetryRollupSeconds` (same
  * table, `resolution_s` > 0); everything older than the retention is deleted.
  */
+import { idColumn } from '../store/columns.js';
 import type { Generated, Kysely, Migration } from 'kysely';
 
 /** Kinds of stored series. */
@@ -117,7 +118,7 @@ export const telemetryMigration: Migration = {
   async up(db: Kysely<unknown>) {
     await db.schema
       .createTable('telemetry_series')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('id', ...idColumn(db))
       .addColumn('key', 'text', (c) => c.notNull().unique())
       .addColumn('site', 'text', (c) => c.notNull())
       .addColumn('model', 'text', (c) => c.notNull())
@@ -139,7 +140,7 @@ export const telemetryMigration: Migration = {
       .execute();
     await db.schema
       .createTable('telemetry_points')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('id', ...idColumn(db))
       .addColumn('series_id', 'integer', (c) => c.notNull())
       .addColumn('time_ms', 'bigint', (c) => c.notNull())
       .addColumn('resolution_s', 'integer', (c) => c.notNull())
@@ -176,7 +177,7 @@ export const telemetryMigration: Migration = {
       .execute();
     await db.schema
       .createTable('telemetry_spans')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('id', ...idColumn(db))
       .addColumn('site', 'text', (c) => c.notNull())
       .addColumn('model', 'text', (c) => c.notNull())
       .addColumn('version', 'text', (c) => c.notNull())
