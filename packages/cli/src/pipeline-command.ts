@@ -1,3 +1,4 @@
+import { openStore } from './_image-source.js';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -288,9 +289,11 @@ function runFailed(message: string): CommanderError {
 
 async function runLocally(
   loaded: LoadedPipeline,
-  flags: { workspace?: string; keep?: boolean },
+  flags: { workspace?: string; keep?: boolean; store?: string },
 ): Promise<void> {
   const { spec } = loaded;
+  // The same store as `aiedge image`: base and runtime layers built once are reused by every run.
+  const store = await openStore(flags.store);
   const given = flags.workspace !== undefined;
   const workspace = given
     ? resolve(flags.workspace!)
@@ -311,6 +314,7 @@ async function runLocally(
       env: process.env,
       signal: controller.signal,
       events,
+      store,
     });
   } finally {
     view.close();
@@ -514,6 +518,10 @@ export function pipelineCommand(): Command {
     .option(...paramOption)
     .option('--workspace <dir>', 'run workspace (kept); default a temporary directory')
     .option('--keep', 'keep the temporary workspace')
+    .option(
+      '--store <dir>',
+      'content store for built images (env AIEDGE_STORE; default ~/.local/share/aiedge/store)',
+    )
     .option('--core <url>', 'run on this core instead and follow its logs')
     .option('--token <token>', 'admin token of the core (default $AIEDGE_TOKEN)')
     .addHelpText(
@@ -530,7 +538,13 @@ Examples:
     )
     .action(
       async (
-        flags: DocumentFlags & { workspace?: string; keep?: boolean; core?: string; token?: string },
+        flags: DocumentFlags & {
+          workspace?: string;
+          keep?: boolean;
+          store?: string;
+          core?: string;
+          token?: string;
+        },
       ) => {
         const loaded = await loadPipeline(flags);
         if (flags.core === undefined) return runLocally(loaded, flags);

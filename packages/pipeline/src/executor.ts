@@ -3,6 +3,7 @@
  * not import the core): `validate` checks a document and its params before the run is stored,
  * `execute` runs it with {@link runPipeline}, reporting through the core's event sink.
  */
+import { ContentStore } from '@aiedge/oci';
 import type { PipelineSpec } from './spec.js';
 import { parsePipeline } from './spec.js';
 import { planTasks, runPipeline, type RunEvents, type RunPipelineOptions } from './runner.js';
@@ -44,6 +45,8 @@ export interface PipelineExecutorOptions {
   readonly tasks?: Partial<Record<TaskKind, TaskImplementation>>;
   /** Pause between a failed attempt and the next. Default 0. */
   readonly retryDelayMs?: number;
+  /** Content store shared by every run (cached base and runtime layers); default one per run. */
+  readonly storeDir?: string;
 }
 
 function parse(input: ExecutorValidateInput): PipelineSpec {
@@ -58,6 +61,7 @@ function parse(input: ExecutorValidateInput): PipelineSpec {
 
 /** Creates the executor the core runs pipeline runs with. */
 export function createPipelineExecutor(options: PipelineExecutorOptions = {}): PipelineExecutorLike {
+  let store: Promise<ContentStore> | undefined;
   return {
     validate(input) {
       const spec = parse(input);
@@ -74,6 +78,9 @@ export function createPipelineExecutor(options: PipelineExecutorOptions = {}): P
         ...(options.baseDir !== undefined ? { baseDir: options.baseDir } : {}),
         ...(options.tasks !== undefined ? { tasks: options.tasks } : {}),
         ...(options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {}),
+        ...(options.storeDir !== undefined
+          ? { store: await (store ??= ContentStore.open(options.storeDir)) }
+          : {}),
       };
       const result = await runPipeline(spec, runOptions);
       if (result.status !== 'succeeded') throw new Error(result.reason ?? result.status);

@@ -6,16 +6,25 @@ import { createPipelineExecutor } from '@aiedge/pipeline';
 import type { ExecutorRun, PipelineExecutor, PipelinePlan, RunOutcome, ValidateInput } from './executor.js';
 import { MinimalPipelineExecutor } from './minimal-executor.js';
 
-/** True when the document's tasks are commands (the minimal executor's kind of pipeline). */
+/**
+ * True for the minimal executor's kind of document: a task list and no model source (ai-edge
+ * pipelines always name their model and source).
+ */
 function isCommandPipeline(spec: unknown): boolean {
-  const tasks = (spec as { spec?: { tasks?: unknown } } | null)?.spec?.tasks;
-  return Array.isArray(tasks) && tasks.some((t) => typeof t === 'object' && t !== null && 'command' in t);
+  const body = (spec as { spec?: Record<string, unknown> } | null)?.spec;
+  if (typeof body !== 'object' || body === null) return false;
+  return Array.isArray(body['tasks']) && !('source' in body) && !('model' in body);
 }
 
 /** Dispatches each document to the pipeline engine, or to the minimal executor for command tasks. */
 export class DefaultPipelineExecutor implements PipelineExecutor {
-  readonly #pipelines = createPipelineExecutor();
+  readonly #pipelines;
   readonly #commands = new MinimalPipelineExecutor();
+
+  /** `storeDir`: the content store every run builds into (base and runtime layers are built once). */
+  constructor(storeDir?: string) {
+    this.#pipelines = createPipelineExecutor(storeDir !== undefined ? { storeDir } : {});
+  }
 
   validate(input: ValidateInput): PipelinePlan | Promise<PipelinePlan> {
     return isCommandPipeline(input.spec) ? this.#commands.validate(input) : this.#pipelines.validate(input);

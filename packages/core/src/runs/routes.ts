@@ -2,6 +2,7 @@
  * Pipeline runs API (admin tokens only): start a run, list and get runs, follow a run's logs as
  * Server-Sent Events (or read them as plain text), cancel a run. Execution is the {@link RunService}'s.
  */
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
@@ -109,7 +110,11 @@ export function runsArea(
   executor: PipelineExecutor | undefined,
   options: RunsAreaOptions = {},
 ): CoreArea {
-  const service = new RunService(context, executor ?? new DefaultPipelineExecutor(), options);
+  const service = new RunService(
+    context,
+    executor ?? new DefaultPipelineExecutor(join(context.config.data, 'build-store')),
+    options,
+  );
   const { db } = context.store;
 
   async function* storedLines(id: string, after: number, upTo: number): AsyncGenerator<RunLogLine> {
