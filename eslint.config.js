@@ -14,7 +14,8 @@ const layers = {
   gitops: ['protocol'],
   pipeline: ['protocol', 'oci', 'gitops', 'runtime'],
   core: ['protocol', 'telemetry', 'oci', 'gitops', 'pipeline'],
-  cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops', 'pipeline', 'core'],
+  agent: ['protocol', 'telemetry', 'oci', 'gitops'],
+  cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops', 'pipeline', 'core', 'agent'],
 };
 const allPackages = Object.keys(layers);
 

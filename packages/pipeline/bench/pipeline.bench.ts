@@ -92,9 +92,9 @@ const HELP = `Usage: npm run bench:pipeline -- [options]
 
   --rounds N   measured rounds after the first (cold) run; a new model version each, sides
                alternating first (env BENCH_ROUNDS; default 3)
-  --shared-store
-               give all our runs one content store (as a CI runner's cache would); default: a
-               fresh store per run, in the run's workspace, as \`aiedge pipeline run\` does
+  --fresh-store
+               give each of our runs an empty content store; default: one store for all runs,
+               as \`aiedge pipeline run\` and the core keep one
   --keep       keep the temporary directory (models, S3 data, registry, repositories, buildah storage)
 `;
 
@@ -111,6 +111,7 @@ function parseSettings(argv: readonly string[]): Settings | undefined {
       rounds: { type: 'string' },
       keep: { type: 'boolean' },
       'shared-store': { type: 'boolean' },
+      'fresh-store': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -121,7 +122,7 @@ function parseSettings(argv: readonly string[]): Settings | undefined {
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) {
     throw new Error(`--rounds is '${text}', expected an integer from 1 to 20`);
   }
-  return { rounds, sharedStore: values['shared-store'] === true, keep: values.keep === true };
+  return { rounds, sharedStore: values['fresh-store'] !== true, keep: values.keep === true };
 }
 
 function median(values: readonly number[]): number {
@@ -820,7 +821,7 @@ async function run(settings: Settings): Promise<void> {
       store: settings.sharedStore ? await ContentStore.open(join(tmp, 'shared-store')) : undefined,
     };
     log(
-      `our store: ${settings.sharedStore ? `one store for every run (${join(tmp, 'shared-store')})` : "a fresh one per run, in the run's workspace (as aiedge pipeline run)"}`,
+      `our store: ${settings.sharedStore ? `one store for every run (${join(tmp, 'shared-store')}), as aiedge pipeline run and the core keep one` : "a fresh one per run, in the run's workspace (--fresh-store)"}`,
     );
     const client = s3Client(started.endpoint);
     const models: Model[] = [];

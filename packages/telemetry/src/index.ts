@@ -47,3 +47,12 @@ export {
   type OtlpTemporality,
   type OtlpTracesRequest,
 } from './otlp-decode.js';
+export {
+  DiskQueue,
+  DiskQueueFsyncPolicies,
+  type DiskQueueAppendResult,
+  type DiskQueueFsyncPolicy,
+  type DiskQueueOptions,
+  type DiskQueueRecord,
+  type DiskQueueStats,
+} from './disk-queue.js';
