@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isAiEdgeError } from '@aiedge/protocol';
 import { serveCommand } from '@aiedge/runtime';
+import { agentCommand } from './agent-command.js';
 import { coreCommand } from './core-command.js';
 import { gitopsCommand } from './gitops-command.js';
 import { imageCommand } from './image-command.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   program.addCommand(gitopsCommand());
   program.addCommand(pipelineCommand());
   program.addCommand(coreCommand());
+  program.addCommand(agentCommand());
   program.addHelpText(
     'after',
     `
