@@ -71,7 +71,8 @@ export function createLogger(options: LoggerOptions): Logger {
   const root = pino(
     {
       level,
-      base: { component: options.component },
+      // The component is a binding (not pino's base), so a child's component replaces it.
+      base: null,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       serializers: { err: serializeError },
@@ -82,7 +83,7 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     stream,
   );
-  return new PinoBackedLogger(root);
+  return new PinoBackedLogger(root, { component: options.component });
 }
 
 /** A logger that writes nothing; for tests and callers that do not care. */
@@ -108,10 +109,14 @@ export function parseLogLevel(value: string | undefined, fallback: LogLevel): Lo
 
 /** Adapts a pino logger to {@link Logger}. */
 class PinoBackedLogger implements Logger {
+  readonly #root: PinoLogger;
+  readonly #bindings: Record<string, unknown>;
   readonly #pino: PinoLogger;
 
-  constructor(logger: PinoLogger) {
-    this.#pino = logger;
+  constructor(root: PinoLogger, bindings: Record<string, unknown> = {}) {
+    this.#root = root;
+    this.#bindings = bindings;
+    this.#pino = Object.keys(bindings).length === 0 ? root : root.child(bindings);
   }
 
   get level(): LogLevel {
@@ -138,8 +143,9 @@ class PinoBackedLogger implements Logger {
     else this.#pino.error(fields, msg);
   }
 
+  /** A child whose fields replace same-named ones of its parent (a nested `component` is written once). */
   child(fields: Record<string, unknown>): Logger {
-    return new PinoBackedLogger(this.#pino.child(fields));
+    return new PinoBackedLogger(this.#root, { ...this.#bindings, ...fields });
   }
 }
 
