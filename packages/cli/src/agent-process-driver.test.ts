@@ -5,6 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProcessDriver, type DeploymentReport } from '@aiedge/agent';
@@ -114,11 +116,11 @@ describe('agent process driver (real images, registry and servers)', { timeout: 
     probes: { liveness: '/v2/health/live', readiness: '/v2/health/ready' },
   });
 
-  const newDriver = async (): Promise<ProcessDriver> => {
-    const agentStore = await ContentStore.open(join(dir, 'agent', 'store'));
+  const newDriver = async (agentDir = 'agent'): Promise<ProcessDriver> => {
+    const agentStore = await ContentStore.open(join(dir, agentDir, 'store'));
     const driver = new ProcessDriver(
       {
-        dataDir: join(dir, 'agent'),
+        dataDir: join(dir, agentDir),
         store: agentStore,
         registry: {},
         logger: silentLogger,
@@ -262,5 +264,62 @@ describe('agent process driver (real images, registry and servers)', { timeout: 
     for (let i = 0; i < 50 && alive(replaced); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(!alive(replaced), 'the server stopped');
     await assert.rejects(infer(port));
+  });
+  test('a corrupted blob from the registry is refused and the serving version keeps serving', async () => {
+    const signal = new AbortController().signal;
+    // A fresh agent: it has none of version 2's blobs yet.
+    const driver = await newDriver('agent-2');
+    await driver.start();
+    let [report] = await driver.reconcile([deployment('1')], signal);
+    assert.equal(report?.state, 'Serving', report?.reason);
+
+    // A proxy in front of the registry flips one byte of every blob it serves.
+    let corrupted = 0;
+    const proxy: Server = createServer((req, res) => {
+      void (async () => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(req.headers)) {
+          if (typeof v === 'string' && k !== 'host' && k !== 'connection') headers.set(k, v);
+        }
+        const chunks: Buffer[] = [];
+        for await (const chunk of req) chunks.push(chunk as Buffer);
+        const upstream = await fetch(`${registry.url}${req.url ?? '/'}`, {
+          method: req.method ?? 'GET',
+          headers,
+          ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
+          redirect: 'manual',
+        });
+        const body = Buffer.from(await upstream.arrayBuffer());
+        if (req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '') && body.length > 0) {
+          body[body.length >> 1] = body[body.length >> 1]! ^ 0xff;
+          corrupted++;
+        }
+        const out: Record<string, string> = {};
+        upstream.headers.forEach((v, k) => {
+          if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(k))
+            out[k] = v;
+        });
+        res.writeHead(upstream.status, { ...out, 'content-length': String(body.length) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      })().catch((error: unknown) => res.destroy(error as Error));
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const proxyHost = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const v2 = deployment('2');
+      const tampered: SiteDeployment = { ...v2, image: v2.image.replace(host, proxyHost) };
+      const load = loadLoop(port);
+      [report] = await driver.reconcile([tampered], signal);
+      const result = await load.stop();
+      assert.ok(corrupted > 0, 'the proxy served a corrupted blob');
+      assert.notEqual(report?.state, 'Serving', 'the corrupted image must not serve');
+      assert.match(report?.reason ?? '', /digest|sha256/i, report?.reason);
+      assert.deepEqual(result.failures, []);
+      assert.deepEqual(result.versions, ['1'], 'version 1 kept serving');
+      assertVersion(await infer(port), 1);
+    } finally {
+      await new Promise((resolve) => proxy.close(resolve));
+      await driver.reconcile([], signal);
+    }
   });
 });
