@@ -63,6 +63,7 @@ export {
 export { MODEL_DIR, fetchTask, fetchedDigest } from './tasks/fetch.js';
 export {
   abortReason,
+  findCycle,
   planTasks,
   runPipeline,
   runTask,

@@ -150,8 +150,11 @@ export function planTasks(spec: PipelineSpec, what = 'pipeline'): PlannedTask[] 
   return tasks;
 }
 
-function findCycle(tasks: readonly PlannedTask[]): string[] | undefined {
-  const deps = new Map(tasks.map((t) => [t.name, t.runAfter]));
+/** A `runAfter` cycle among `tasks` as the names along it (first = last), or undefined when there is none. */
+export function findCycle(
+  tasks: readonly { readonly name: string; readonly runAfter?: readonly string[] | undefined }[],
+): string[] | undefined {
+  const deps = new Map(tasks.map((t) => [t.name, t.runAfter ?? []]));
   const marks = new Map<string, 'visiting' | 'done'>();
   const stack: string[] = [];
   const visit = (name: string): string[] | undefined => {

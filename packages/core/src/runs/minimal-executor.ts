@@ -17,6 +17,7 @@
  * `::result name=value` sets a task result; the run's results are `<task>.<name>`. When a task fails
  * the run schedules nothing new (like Tekton): running tasks finish, the rest are skipped.
  */
+import { findCycle } from '@aiedge/pipeline';
 import { spawn } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
@@ -141,31 +142,6 @@ export function parseMinimalPipeline(input: ValidateInput): MinimalPipeline {
 /** Environment variable of a param: `AIEDGE_PARAM_` + the name in upper case. */
 export function paramEnvName(name: string): string {
   return `AIEDGE_PARAM_${name.toUpperCase()}`;
-}
-
-function findCycle(tasks: readonly Task[]): string[] | undefined {
-  const deps = new Map(tasks.map((t) => [t.name, t.runAfter ?? []]));
-  const state = new Map<string, 'visiting' | 'done'>();
-  const stack: string[] = [];
-  const visit = (name: string): string[] | undefined => {
-    const s = state.get(name);
-    if (s === 'done') return undefined;
-    if (s === 'visiting') return [...stack.slice(stack.indexOf(name)), name];
-    state.set(name, 'visiting');
-    stack.push(name);
-    for (const dep of deps.get(name) ?? []) {
-      const found = visit(dep);
-      if (found !== undefined) return found;
-    }
-    stack.pop();
-    state.set(name, 'done');
-    return undefined;
-  };
-  for (const task of tasks) {
-    const found = visit(task.name);
-    if (found !== undefined) return found;
-  }
-  return undefined;
 }
 
 interface AttemptEnd {

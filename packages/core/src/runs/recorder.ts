@@ -16,7 +16,7 @@ import {
 import type { Logger } from '@aiedge/telemetry';
 import type { Store, Tx } from '../store/db.js';
 import type { RunEventSink, TaskTransition } from './executor.js';
-import { toRunSummary, toRunTask, type RunSummaryRow } from './rows.js';
+import { toRunSummary, toRunTask, type RunSummaryRow, RUN_SUMMARY_COLUMNS } from './rows.js';
 import type { RunTasksTable } from './tables.js';
 
 /** Longest stored line, in characters; the rest of a longer line is cut. */
@@ -90,18 +90,7 @@ export class RunRecorder implements RunEventSink {
     const { db } = options.store;
     const run = await db
       .selectFrom('runs')
-      .select([
-        'id',
-        'pipeline',
-        'params',
-        'status',
-        'reason',
-        'created_at',
-        'started_at',
-        'finished_at',
-        'results',
-        'requested_by',
-      ])
+      .select(RUN_SUMMARY_COLUMNS)
       .where('id', '=', runId)
       .executeTakeFirstOrThrow();
     const tasks = await db

@@ -5,6 +5,20 @@ import type { RunLogsTable, RunTasksTable, RunsTable } from './tables.js';
 /** A run row without its spec (what lists read). */
 export type RunSummaryRow = Omit<RunsTable, 'spec'>;
 
+/** The columns of a {@link RunSummaryRow}. */
+export const RUN_SUMMARY_COLUMNS = [
+  'id',
+  'pipeline',
+  'params',
+  'status',
+  'reason',
+  'created_at',
+  'started_at',
+  'finished_at',
+  'results',
+  'requested_by',
+] as const satisfies readonly (keyof RunSummaryRow)[];
+
 function parseMap(json: string | null): Record<string, string> {
   if (json === null) return {};
   const value: unknown = JSON.parse(json);

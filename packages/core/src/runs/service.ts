@@ -22,7 +22,7 @@ import {
 import type { CoreContext } from '../context.js';
 import type { PipelineExecutor } from './executor.js';
 import { RunRecorder, type RunEnd, type RunRecorderOptions } from './recorder.js';
-import { toRun, toRunSummary } from './rows.js';
+import { toRun, toRunSummary, RUN_SUMMARY_COLUMNS } from './rows.js';
 
 /** Tuning of the run pool (defaults suit production; tests shrink them). */
 export interface RunServiceOptions {
@@ -273,18 +273,7 @@ export class RunService {
     const limit = query.limit ?? 50;
     let q = this.#context.store.db
       .selectFrom('runs')
-      .select([
-        'id',
-        'pipeline',
-        'params',
-        'status',
-        'reason',
-        'created_at',
-        'started_at',
-        'finished_at',
-        'results',
-        'requested_by',
-      ])
+      .select(RUN_SUMMARY_COLUMNS)
       .orderBy('id', 'desc')
       .limit(limit + 1);
     if (query.status !== undefined) q = q.where('status', '=', query.status);
