@@ -31,6 +31,7 @@ export const CoreConfigSchema = Type.Object(
     telemetryRawRetentionHours: Type.Optional(Type.Number({ minimum: 0.1, maximum: 8760 })),
     telemetryRollupSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400 })),
     maxBodyBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 2 ** 31 })),
+    dashboardDir: Type.Optional(Type.String({ minLength: 1 })),
     logLevel: Type.Optional(
       Type.Union([
         Type.Literal('trace'),
@@ -86,6 +87,8 @@ export interface CoreConfig {
   readonly telemetryRollupSeconds: number;
   /** Largest JSON request body. Default 16 MiB. */
   readonly maxBodyBytes: number;
+  /** Directory of the built dashboard (`index.html`, `assets/`). Default: `dist` of the installed package `@aiedge/web`. */
+  readonly dashboardDir: string | undefined;
   /** Default `info`. */
   readonly logLevel: LogLevel;
 }
@@ -189,6 +192,7 @@ export function resolveCoreConfig(sources: ConfigSources = {}): CoreConfig {
     telemetryRawRetentionHours: raw,
     telemetryRollupSeconds: merged.telemetryRollupSeconds ?? 300,
     maxBodyBytes: merged.maxBodyBytes ?? 16 * 1024 * 1024,
+    dashboardDir: merged.dashboardDir !== undefined ? resolve(merged.dashboardDir) : undefined,
     logLevel: merged.logLevel ?? 'info',
   });
 }

@@ -2,7 +2,8 @@
  * `aiedge core`: one fastify server over one store. Public: `/healthz`. Everything else needs a
  * bearer token: the ai-edge API, the Kubeflow-compatible model registry, the OCI registry at `/v2/`
  * (which checks tokens through its own authorizer so OCI clients get registry-style challenges),
- * the OTLP receiver and `/metrics`.
+ * the OTLP receiver and `/metrics`. The web dashboard's static files at `/` are public (the app
+ * sends the token to the API itself).
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +17,7 @@ import { createLogger, type Logger } from '@aiedge/telemetry';
 import { authenticate, requireAdmin, requireAdminOrSite, tokenFromHeaders } from './auth.js';
 import type { CoreConfig } from './config.js';
 import type { CoreArea, CoreContext } from './context.js';
+import { registerDashboard } from './dashboard.js';
 import { deploymentsArea } from './deployments.js';
 import { fleetArea } from './fleet.js';
 import { GitOpsPublisher } from './gitops.js';
@@ -118,6 +120,7 @@ export async function startCore(options: CoreOptions): Promise<RunningCore> {
   ];
 
   app.get('/healthz', { config: { public: true }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+  await registerDashboard(app, { dir: config.dashboardDir, logger });
 
   // The OCI registry: admin tokens push and pull, site tokens pull.
   const blobs = await ContentStore.open(join(config.data, 'registry'));
