@@ -215,8 +215,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       await sync;
       await working;
       await status.close();
-      await relay?.close();
+      // The servers stop before the relay: their last telemetry export (on SIGTERM) is queued, and
+      // their shutdown does not wait on an OTLP endpoint that is gone.
       await driver.close(stopOptions.stopServing === true ? { stopServing: true } : {});
+      await relay?.close();
       client.close();
       logger.info('agent stopped', { stopServing: stopOptions.stopServing === true });
     })();

@@ -28,6 +28,7 @@ export type {
   TaskTransition,
   ValidateInput,
 } from './runs/executor.js';
+export { DefaultPipelineExecutor } from './runs/default-executor.js';
 export {
   MinimalPipelineExecutor,
   MinimalPipelineSchema,

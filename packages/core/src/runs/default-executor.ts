@@ -21,9 +21,15 @@ export class DefaultPipelineExecutor implements PipelineExecutor {
   readonly #pipelines;
   readonly #commands = new MinimalPipelineExecutor();
 
-  /** `storeDir`: the content store every run builds into (base and runtime layers are built once). */
-  constructor(storeDir?: string) {
-    this.#pipelines = createPipelineExecutor(storeDir !== undefined ? { storeDir } : {});
+  /**
+   * `storeDir`: the content store every run builds into (base and runtime layers are built once).
+   * `env`: where the pipelines' `…Env` secrets are read; default `process.env`.
+   */
+  constructor(storeDir?: string, env?: Readonly<Record<string, string | undefined>>) {
+    this.#pipelines = createPipelineExecutor({
+      ...(storeDir !== undefined ? { storeDir } : {}),
+      ...(env !== undefined ? { env } : {}),
+    });
   }
 
   validate(input: ValidateInput): PipelinePlan | Promise<PipelinePlan> {
