@@ -422,15 +422,16 @@ async function startPodman(context: TaskContext, root: Descriptor, port: number)
 
 async function sleep(ms: number, signal: AbortSignal): Promise<void> {
   await new Promise<void>((done, reject) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason as Error);
-      },
-      { once: true },
-    );
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    // The listener goes when the timer fires: a wait of many sleeps must not pile them up.
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      done();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 
