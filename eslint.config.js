@@ -16,11 +16,12 @@ const layers = {
   core: ['protocol', 'telemetry', 'oci', 'gitops', 'pipeline'],
   agent: ['protocol', 'telemetry', 'oci', 'gitops'],
   cli: ['protocol', 'telemetry', 'runtime', 'oci', 'gitops', 'pipeline', 'core', 'agent'],
+  web: ['protocol'],
 };
 const allPackages = Object.keys(layers);
 
 const layerRules = Object.entries(layers).map(([pkg, allowed]) => ({
-  files: [`packages/${pkg}/**/*.ts`],
+  files: [`packages/${pkg}/**/*.ts`, `packages/${pkg}/**/*.tsx`],
   rules: {
     'no-restricted-imports': [
       'error',
@@ -51,7 +52,7 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['**/*.ts'],
+    files: ['**/*.ts', '**/*.tsx'],
     plugins: { 'import-x': importX },
     languageOptions: {
       parserOptions: { projectService: false },
@@ -81,6 +82,12 @@ export default tseslint.config(
   {
     files: ['**/*.test.ts'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    // The dashboard runs in the browser: no Node built-ins (its tests and build config run on Node).
+    files: ['packages/web/**/*.ts', 'packages/web/**/*.tsx'],
+    ignores: ['**/*.test.ts', 'packages/web/vite.config.ts'],
+    rules: { 'import-x/no-nodejs-modules': 'error' },
   },
   {
     files: ['**/*.js', '**/*.mjs'],
