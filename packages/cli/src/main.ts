@@ -7,6 +7,7 @@ import { gitopsCommand } from './gitops-command.js';
 import { imageCommand } from './image-command.js';
 import { modelCommand } from './model-command.js';
 import { pipelineCommand } from './pipeline-command.js';
+import { quickstartCommand } from './quickstart-command.js';
 import { registryCommand } from './registry-command.js';
 
 /** Version of the aiedge command, from its package.json. */
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   program.addCommand(pipelineCommand());
   program.addCommand(coreCommand());
   program.addCommand(agentCommand());
+  program.addCommand(quickstartCommand());
   program.addHelpText(
     'after',
     `

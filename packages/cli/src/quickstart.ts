@@ -667,7 +667,7 @@ async function runPipelineOnCore(
   params: Record<string, string>,
   progress: Progress,
   signal: AbortSignal | undefined,
-): Promise<{ id: string; results: Readonly<Record<string, string>> }> {
+): Promise<{ id: string; results: Readonly<Record<string, string>>; tasks: string }> {
   const created = await api.request<PipelineRun>('POST', '/api/v1/pipelines/runs', { spec, params }, signal);
   progress.update('pipeline', `run ${created.id} of ${created.pipeline} ${created.status}`);
   let seen = '';
@@ -690,7 +690,7 @@ async function runPipelineOnCore(
         seen = line;
         progress.update('pipeline', line);
       }
-      if (run.status === 'succeeded') return { id: run.id, results: run.results };
+      if (run.status === 'succeeded') return { id: run.id, results: run.results, tasks: line };
       if (run.status === 'failed' || run.status === 'cancelled') {
         const logs = await api
           .request<string>('GET', `/api/v1/pipelines/runs/${run.id}/logs?follow=false`, undefined, signal)
@@ -786,7 +786,7 @@ async function ship(
   progress.start('model', `example model ${EXAMPLE_MODEL_NAME} version ${version}`);
   const written = await writeExampleVersion(paths.models, version);
   await registerExampleVersion(api, version, written.dir);
-  progress.done('model', `${EXAMPLE_MODEL_NAME} version ${version} written to ${written.dir} and registered`);
+  progress.done('model', `${EXAMPLE_MODEL_NAME} version ${version} registered in the core's model registry`);
 
   const pipelineFile = await pipelineForVersion(paths.pipelines, context.pipelineText, version);
   const host = new URL(api.url).host;
@@ -805,7 +805,7 @@ async function ship(
     signal,
   );
   const imageDigest = run.results['build.digest'] ?? '';
-  progress.done('pipeline', `pipeline run ${run.id} succeeded: image ${imageDigest.slice(0, 19)}…`);
+  progress.done('pipeline', `pipeline run ${run.id} succeeded: ${run.tasks}`);
 
   const sites =
     context.sites ??
