@@ -40,10 +40,18 @@ function tasks(
 describe('pipeline executor', () => {
   const executor = createPipelineExecutor({ tasks: tasks() });
 
-  test('validate returns the name and the task names (default graph)', () => {
+  test('validate returns the name, the task names and the graph (default graph)', () => {
     assert.deepEqual(executor.validate({ spec: document(), params: {} }), {
       name: 'classifier',
       tasks: ['fetch', 'inspect', 'build', 'stage', 'push', 'gitops'],
+      runAfter: {
+        fetch: [],
+        inspect: ['fetch'],
+        build: ['inspect'],
+        stage: ['build'],
+        push: ['stage'],
+        gitops: ['push'],
+      },
     });
   });
 

@@ -30,7 +30,12 @@ export interface ExecutorRunInput {
 /** The executor's shape (the core's `PipelineExecutor`). */
 export interface PipelineExecutorLike {
   /** Checks a document and its params; throws an InputError naming the failing path. */
-  validate(input: ExecutorValidateInput): { name: string; tasks: readonly string[] };
+  validate(input: ExecutorValidateInput): {
+    name: string;
+    tasks: readonly string[];
+    /** For each task, the tasks it runs after. */
+    runAfter: Readonly<Record<string, readonly string[]>>;
+  };
   /** Runs the pipeline; resolves with its `<task>.<result>` results, rejects with the failure reason. */
   execute(run: ExecutorRunInput): Promise<{ results: Readonly<Record<string, string>> }>;
 }
@@ -65,7 +70,12 @@ export function createPipelineExecutor(options: PipelineExecutorOptions = {}): P
   return {
     validate(input) {
       const spec = parse(input);
-      return { name: spec.metadata.name, tasks: planTasks(spec).map((t) => t.name) };
+      const planned = planTasks(spec);
+      return {
+        name: spec.metadata.name,
+        tasks: planned.map((t) => t.name),
+        runAfter: Object.fromEntries(planned.map((t) => [t.name, [...t.runAfter]])),
+      };
     },
     async execute(run) {
       const spec = parse({ spec: run.spec, params: run.params });

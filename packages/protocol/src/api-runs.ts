@@ -61,6 +61,8 @@ export const RunTaskSchema = Type.Object({
   /** Why the task failed, was skipped or was cancelled. */
   reason: Nullable(Type.String()),
   results: StringMap,
+  /** The tasks this one runs after: its edges in the task graph (when the executor tells them). */
+  runAfter: Type.Optional(Type.Array(Type.String())),
 });
 /** One task of a run. */
 export type RunTask = Static<typeof RunTaskSchema>;

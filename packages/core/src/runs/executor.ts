@@ -16,6 +16,8 @@ export interface PipelinePlan {
   readonly name: string;
   /** Task names in spec order; the core lists them as `pending` until the executor reports on them. */
   readonly tasks: readonly string[];
+  /** The task graph: for each task, the tasks it runs after (shown with the run's tasks). */
+  readonly runAfter?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** Input of {@link PipelineExecutor.validate}. */

@@ -43,7 +43,7 @@ describe('minimal executor: validation', () => {
       ]),
       params: { model_uri: 's3://bucket/model' },
     });
-    assert.deepEqual(plan, { name: 'ok', tasks: ['b', 'a'] });
+    assert.deepEqual(plan, { name: 'ok', tasks: ['b', 'a'], runAfter: { b: ['a'], a: [] } });
   });
 
   test('names the failing path', () => {

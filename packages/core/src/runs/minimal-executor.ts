@@ -209,7 +209,11 @@ export class MinimalPipelineExecutor implements PipelineExecutor {
   /** Checks the document and params; see {@link parseMinimalPipeline}. */
   validate(input: ValidateInput): PipelinePlan {
     const pipeline = parseMinimalPipeline(input);
-    return { name: pipeline.metadata.name, tasks: pipeline.spec.tasks.map((t) => t.name) };
+    return {
+      name: pipeline.metadata.name,
+      tasks: pipeline.spec.tasks.map((t) => t.name),
+      runAfter: Object.fromEntries(pipeline.spec.tasks.map((t) => [t.name, [...(t.runAfter ?? [])]])),
+    };
   }
 
   /** Runs the task graph; rejects with the first failure as the reason. */

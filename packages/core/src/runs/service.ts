@@ -82,10 +82,15 @@ function idGenerator(now: () => Date): () => string {
 /** Pattern of run ids. */
 export const RUN_ID_PATTERN = '^[0-9a-f]{20}$';
 
+/** Runs whose task graph is kept after a read. */
+const GRAPH_CACHE_RUNS = 500;
+
 /** The run pool of one core; see the module comment. */
 export class RunService {
   readonly #context: CoreContext;
   readonly #executor: PipelineExecutor;
+  /** Task graphs of recently read runs, oldest first. */
+  readonly #graphs = new Map<string, Readonly<Record<string, readonly string[]>> | undefined>();
   readonly #options: RunServiceOptions;
   readonly #recorderOptions: RunRecorderOptions;
   readonly #nextId: () => string;
@@ -254,7 +259,7 @@ export class RunService {
     return this.get(id);
   }
 
-  /** One run with its tasks; NotFoundError when there is none. */
+  /** One run with its tasks (and each task's `runAfter`, when the executor tells the graph); NotFoundError when there is none. */
   async get(id: string): Promise<PipelineRun> {
     const { db } = this.#context.store;
     const row = await db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
@@ -265,7 +270,27 @@ export class RunService {
       .where('run_id', '=', id)
       .orderBy('position')
       .execute();
-    return toRun(row, tasks);
+    const run = toRun(row, tasks);
+    const graph = await this.#graphOf(run);
+    if (graph === undefined) return run;
+    return { ...run, tasks: run.tasks.map((t) => ({ ...t, runAfter: [...(graph[t.name] ?? [])] })) };
+  }
+
+  /**
+   * The task graph of a run as its executor plans it from the stored spec and params (cached: a
+   * run's spec never changes); undefined when the executor does not tell it or no longer accepts the spec.
+   */
+  async #graphOf(run: PipelineRun): Promise<Readonly<Record<string, readonly string[]>> | undefined> {
+    if (this.#graphs.has(run.id)) return this.#graphs.get(run.id);
+    let graph: Readonly<Record<string, readonly string[]>> | undefined;
+    try {
+      graph = (await this.#executor.validate({ spec: run.spec, params: run.params })).runAfter;
+    } catch {
+      graph = undefined;
+    }
+    if (this.#graphs.size >= GRAPH_CACHE_RUNS) this.#graphs.delete(this.#graphs.keys().next().value ?? '');
+    this.#graphs.set(run.id, graph);
+    return graph;
   }
 
   /** A page of runs, newest first. */
