@@ -6,6 +6,7 @@ export {
   QUICKSTART_FEATURES,
   QUICKSTART_MAX_SITES,
   QuickstartSteps,
+  displayPath,
   examplePipelinePath,
   expectedInference,
   inferExample,

@@ -1,5 +1,4 @@
 /** `aiedge quickstart`: the whole system on this machine (what `npm start` runs), `ship` and `status`. */
-import { relative, isAbsolute } from 'node:path';
 import { Command, Option } from 'commander';
 import { InputError, NotFoundError, UnavailableError, type Deployment } from '@aiedge/protocol';
 import { EXAMPLE_MODEL_NAME, integer } from '@aiedge/runtime';
@@ -7,6 +6,7 @@ import { LogLevels, type LogLevel } from '@aiedge/telemetry';
 import {
   QUICKSTART_DEFAULT_DATA_DIR,
   QUICKSTART_MAX_SITES,
+  displayPath as shown,
   expectedInference,
   inferenceRequestBody,
   quickstartPaths,
@@ -103,12 +103,6 @@ class ProgressPrinter {
       this.#step = undefined;
     }
   }
-}
-
-/** A path as a person types it: relative to the current directory when inside it. */
-function shown(path: string): string {
-  const rel = relative(process.cwd(), path);
-  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
 }
 
 /** Quotes `value` for a POSIX shell when it needs it. */

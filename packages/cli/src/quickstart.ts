@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { openSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseDocument } from 'yaml';
 import {
@@ -265,6 +265,12 @@ async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** A path as a person types it: relative to the current directory when inside it. */
+export function displayPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
 }
 
 function seconds(ms: number): string {
@@ -926,9 +932,10 @@ export async function startQuickstart(options: QuickstartOptions = {}): Promise<
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
+      if (core === undefined) return;
       progress.start('stop', 'stopping the agents, their inference servers and the core');
       await Promise.allSettled(agents.map((agent) => agent.stop({ stopServing: true })));
-      await core?.close();
+      await core.close();
       progress.done('stop', 'stopped');
       logger.info('quickstart stopped');
     })());
@@ -942,8 +949,8 @@ export async function startQuickstart(options: QuickstartOptions = {}): Promise<
     });
     progress.start('token', 'admin token');
     const token = await adminToken(coreConfig, paths.token);
-    if (token.created) progress.done('token', `admin token created (${paths.token}, mode 0600)`);
-    else progress.skipped('token', `admin token reused (${paths.token})`);
+    if (token.created) progress.done('token', `admin token created (${displayPath(paths.token)}, mode 0600)`);
+    else progress.skipped('token', `admin token reused (${displayPath(paths.token)})`);
     throwIfAborted(signal);
 
     progress.start('core', `core on 127.0.0.1:${corePort === 0 ? 'a free port' : corePort}`);
@@ -969,7 +976,7 @@ export async function startQuickstart(options: QuickstartOptions = {}): Promise<
     });
     const coreUrl = core.url;
     const api = new CoreApi(coreUrl, token.token);
-    progress.done('core', `core listening on ${coreUrl} (data ${paths.core})`);
+    progress.done('core', `core listening on ${coreUrl} (data in ${displayPath(paths.core)})`);
 
     // The sites' ports: an earlier start's, else next to the core's (or free ones).
     const taken = new Set<number>([core.port]);
@@ -1160,7 +1167,7 @@ export async function startQuickstart(options: QuickstartOptions = {}): Promise<
           .filter((s) => !arrived.has(s.name))
           .map((s) => s.name)
           .join(', ')} ` +
-          `after ${seconds(TELEMETRY_TIMEOUT_MS)} (see ${join(paths.logs, 'quickstart.log')})`,
+          `after ${seconds(TELEMETRY_TIMEOUT_MS)} (see ${displayPath(join(paths.logs, 'quickstart.log'))})`,
       );
     }
 
