@@ -66,12 +66,12 @@ export function LineChart(props: {
           ))}
         </span>
       </figcaption>
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={label} preserveAspectRatio="none">
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={label}>
         {ticks.map((t) => (
           <g key={t}>
             <line className="grid" x1={PAD.left} x2={W - PAD.right} y1={y(t)} y2={y(t)} />
             <text className="axis" x={PAD.left - 6} y={y(t) + 4} textAnchor="end">
-              {props.format(t)}
+              {t === 0 ? '0' : props.format(t)}
             </text>
           </g>
         ))}

@@ -469,7 +469,7 @@ function ModelCharts(props: { api: Api; site: string; model: string; range: Rang
           <LineChart
             title="Errors"
             lines={[line('errors', 'errors per step', 'c4')]}
-            format={(v) => formatCount(v)}
+            format={(v) => (Number.isInteger(v) ? formatCount(v) : v.toFixed(1))}
             fromMs={series.data.fromMs}
             toMs={series.data.toMs}
           />
