@@ -123,6 +123,13 @@ export function curlInference(inferenceUrl: string): string {
   );
 }
 
+/** Rows as aligned columns, indented by two spaces. */
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => `  ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('   ')}`.trimEnd());
+}
+
 /** What a person reads once everything runs. */
 function summary(q: RunningQuickstart, elapsedMs: number): string {
   const paths = quickstartPaths(q.dataDir);
@@ -146,16 +153,20 @@ function summary(q: RunningQuickstart, elapsedMs: number): string {
     `  → "model_version":"${version}", scores [${expected.scores.join(', ')}], label [${expected.label}]`,
     '',
     'Where things are:',
-    `  GitOps repo   ${shown(q.gitopsRepo)}    git --git-dir ${sh(shown(q.gitopsRepo))} log --oneline`,
-    `  Core data     ${shown(paths.core)}           SQLite store, OCI registry, build store`,
-    `  Sites         ${q.sites.map((s) => shown(s.dataDir)).join(', ')}`,
-    `  Model, runs   ${shown(paths.models)}, ${shown(paths.pipelines)}`,
-    `  Logs          ${shown(paths.logs)}/quickstart.log, ${shown(paths.sites)}/<site>/process/logs/`,
+    ...table([
+      ['GitOps repo', shown(q.gitopsRepo), `git --git-dir ${sh(shown(q.gitopsRepo))} log --oneline`],
+      ['Core data', shown(paths.core), 'SQLite store, OCI registry, build store'],
+      ...q.sites.map((s) => [s.name, shown(s.dataDir), 'site agent: identity, image store, servers']),
+      ['Models', shown(paths.models), 'the example model, one folder per version'],
+      ['Pipelines', shown(paths.pipelines), 'the pipeline documents that ran'],
+      ['Logs', `${shown(paths.logs)}/quickstart.log`, 'core and agents (JSON lines)'],
+    ]),
     '',
     'Ship the next version of the model, and watch the rollout (in another terminal):',
     `  npx aiedge quickstart ship${data}`,
     `  npx aiedge quickstart status${data} --watch`,
-    `  curl -s -H "authorization: Bearer $(cat ${sh(token)})" ${q.coreUrl}/api/v1/deployments/${q.deployment}`,
+    `  curl -s -H "authorization: Bearer $(cat ${sh(token)})" \\
+      ${q.coreUrl}/api/v1/deployments/${q.deployment}`,
     '',
     `Ctrl-C stops everything. Run it again to pick up where it left off.`,
     '',
@@ -260,12 +271,13 @@ Example:
 
 function statusLines(deployment: Deployment): string[] {
   const rows = [
-    ['SITE', 'ONLINE', 'STATE', 'VERSION', 'IMAGE', 'SINCE'],
+    ['SITE', 'ONLINE', 'STATE', 'VERSION', 'UP TO DATE', 'IMAGE', 'SINCE'],
     ...deployment.sites.map((s) => [
       s.site,
       s.online ? 'yes' : 'no',
-      s.state + (s.upToDate ? '' : ' (old)'),
+      s.state,
       s.version ?? '-',
+      s.upToDate ? 'yes' : 'no',
       s.imageDigest?.slice(0, 19) ?? '-',
       s.since ?? '-',
     ]),

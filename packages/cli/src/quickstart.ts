@@ -405,6 +405,12 @@ class CoreApi {
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const text = await this.text(path, signal, method, body);
+    return (text === '' ? undefined : JSON.parse(text)) as T;
+  }
+
+  /** The body of a successful answer as text. */
+  async text(path: string, signal?: AbortSignal, method = 'GET', body?: unknown): Promise<string> {
     let response: Response;
     try {
       response = await fetch(`${this.url}${path}`, {
@@ -439,7 +445,7 @@ class CoreApi {
       if (response.status === 409) throw new ConflictError(what);
       throw response.status < 500 ? new InputError(what) : new UnavailableError(what);
     }
-    return (text === '' ? undefined : JSON.parse(text)) as T;
+    return text;
   }
 
   async deployment(name: string, signal?: AbortSignal): Promise<Deployment | undefined> {
@@ -696,12 +702,17 @@ async function runPipelineOnCore(
         seen = line;
         progress.update('pipeline', line);
       }
-      if (run.status === 'succeeded') return { id: run.id, results: run.results, tasks: line };
+      if (run.status === 'succeeded') {
+        const tasks = run.tasks
+          .map((t) => `${t.name} ${t.durationMs !== null ? seconds(t.durationMs) : t.state}`)
+          .join(' · ');
+        return { id: run.id, results: run.results, tasks };
+      }
       if (run.status === 'failed' || run.status === 'cancelled') {
         const logs = await api
-          .request<string>('GET', `/api/v1/pipelines/runs/${run.id}/logs?follow=false`, undefined, signal)
+          .text(`/api/v1/pipelines/runs/${run.id}/logs?follow=false`, signal)
           .catch(() => '');
-        const tail = typeof logs === 'string' ? logs.split('\n').slice(-20).join('\n') : '';
+        const tail = logs.trimEnd().split('\n').slice(-20).join('\n');
         throw new UnavailableError(
           `pipeline run ${run.id} ${run.status}: ${run.reason ?? 'no reason given'}${tail !== '' ? `\n${tail}` : ''}`,
         );
@@ -811,7 +822,7 @@ async function ship(
     signal,
   );
   const imageDigest = run.results['build.digest'] ?? '';
-  progress.done('pipeline', `pipeline run ${run.id} succeeded: ${run.tasks}`);
+  progress.done('pipeline', `pipeline ${run.tasks}`);
 
   const sites =
     context.sites ??
