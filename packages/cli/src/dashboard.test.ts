@@ -259,20 +259,67 @@ describe('dashboard in chromium, against the quickstart', { skip: skip ?? false 
     },
   );
 
-  test('every control has an accessible name', async () => {
-    for (const path of [
+  test(
+    'a pasted spec whose staging test fails shows the expected-vs-actual diff',
+    { timeout: 300_000 },
+    async () => {
+      const { items } = await api<RunList>('/api/v1/pipelines/runs?status=succeeded');
+      const template = await api<PipelineRun>(`/api/v1/pipelines/runs/${items.at(-1)!.id}`);
+      // The example model answers scores [10, 20, 30] for the features [1, 2, 3, 4]; expect 31.
+      const spec = structuredClone(template.spec) as {
+        spec: { test: { requests: { expected: { name: string; data: number[] }[] }[] } };
+      };
+      const scores = spec.spec.test.requests[0]!.expected.find((e) => e.name === 'scores')!;
+      const actual = scores.data[2]!;
+      scores.data[2] = actual + 1;
+      await page.goto('/pipelines/new');
+      await page.getByLabel('Pipeline spec (YAML or JSON)').fill(JSON.stringify(spec, null, 2));
+      await page.getByLabel(/^Parameters/).fill(
+        Object.entries(template.params)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('\n'),
+      );
+      await page.getByRole('button', { name: 'Start run' }).click();
+      await page.waitForURL(/\/pipelines\/runs\/[^/]+$/);
+      await page.getByRole('status').getByText('Finished').waitFor({ timeout: 240_000 });
+      const graph = page.getByRole('list', { name: 'Task graph' });
+      await graph.locator('[data-task="stage"][data-state="failed"]').waitFor();
+      await graph.locator('[data-task="push"][data-state="skipped"]').waitFor();
+      const diff = page.getByRole('table', { name: 'Differences of known-scores' });
+      const row = diff.getByRole('row', { name: /scores\[2\]/ });
+      await row.waitFor();
+      assert.equal(await row.locator('.diff-expected').textContent(), String(actual + 1));
+      assert.equal(await row.locator('.diff-got').textContent(), String(actual));
+      await shot('run-failed');
+    },
+  );
+
+  test('every page has accessible names on its controls, and fits 1280 px and a tablet', async () => {
+    const { items } = await api<RunList>('/api/v1/pipelines/runs');
+    const pages = [
       '/',
       `/sites/${qs.sites[0]!.name}`,
       '/pipelines',
+      `/pipelines/runs/${items[0]!.id}`,
       '/pipelines/new',
       '/models',
       '/deployments',
-    ]) {
-      await page.goto(path);
-      await page.locator('main h1').first().waitFor();
-      await page.waitForTimeout(500);
-      const unnamed = await page.evaluate<string[]>(UNNAMED_CONTROLS);
-      assert.deepEqual(unnamed, [], `${path}: controls without an accessible name`);
+    ];
+    for (const width of [1280, 820]) {
+      await page.setViewportSize({ width, height: 1000 });
+      for (const path of pages) {
+        await page.goto(path);
+        await page.locator('main h1').first().waitFor();
+        await page.waitForTimeout(300);
+        const unnamed = await page.evaluate<string[]>(UNNAMED_CONTROLS);
+        assert.deepEqual(unnamed, [], `${path}: controls without an accessible name`);
+        const overflow = await page.evaluate<number>(
+          'document.documentElement.scrollWidth - window.innerWidth',
+        );
+        assert.ok(overflow <= 0, `${path} is ${overflow}px wider than a ${width}px window`);
+      }
     }
+    await shot('deployments-tablet');
+    await page.setViewportSize({ width: 1280, height: 800 });
   });
 });
