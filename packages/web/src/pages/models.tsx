@@ -126,10 +126,8 @@ function Versions(props: { versions: readonly ModelVersion[]; artifacts: Map<str
                     <ul className="plain">
                       {files.map((a) => (
                         <li key={a.id}>
-                          {a.name ?? `artifact ${a.id}`}
-                          {a.modelFormatName !== undefined && (
-                            <Badge tone="info">{a.modelFormatName}</Badge>
-                          )}{' '}
+                          {a.name ?? `artifact ${a.id}`}{' '}
+                          {a.modelFormatName !== undefined && <Badge tone="info">{a.modelFormatName}</Badge>}{' '}
                           <code className="wrap small">{a.uri ?? '—'}</code>
                         </li>
                       ))}
