@@ -294,6 +294,38 @@ describe('dashboard in chromium, against the quickstart', { skip: skip ?? false 
     },
   );
 
+  test('a token revoked while signed in signs the tab out, saying why; another tab stays signed in', async () => {
+    const created = await api<{ id: string; token: string }>('/api/v1/tokens', {
+      method: 'POST',
+      body: JSON.stringify({ kind: 'admin', description: 'dashboard test' }),
+    });
+    const other = await browser.newContext({ viewport: { width: 1280, height: 800 }, baseURL: qs.coreUrl });
+    try {
+      const tab = await other.newPage();
+      await tab.goto('/deployments');
+      await tab.waitForURL(/\/sign-in\?next=%2Fdeployments$/);
+      await tab.getByLabel('Token').fill(created.token);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.waitForURL(/\/deployments$/);
+      await tab.getByRole('heading', { name: 'Deployments' }).waitFor();
+      const revoked = await fetch(`${qs.coreUrl}/api/v1/tokens/${created.id}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${qs.adminToken}` },
+      });
+      assert.equal(revoked.status, 204);
+      // The page's next refresh is refused: back to sign-in with the reason, the token forgotten.
+      await tab
+        .getByText('You were signed out: invalid, expired or revoked token.')
+        .waitFor({ timeout: 20_000 });
+      assert.equal(await tab.evaluate("sessionStorage.getItem('aiedge.token')"), null);
+      // The first tab has its own session.
+      await page.goto('/deployments');
+      await page.getByRole('heading', { name: 'Deployments' }).waitFor();
+    } finally {
+      await other.close();
+    }
+  });
+
   test('every page has accessible names on its controls, and fits 1280 px and a tablet', async () => {
     const { items } = await api<RunList>('/api/v1/pipelines/runs');
     const pages = [
