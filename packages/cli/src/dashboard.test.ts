@@ -139,6 +139,23 @@ describe('dashboard in chromium, against the quickstart', { skip: skip ?? false 
     await page.getByRole('button', { name: 'Clear filter' }).click();
     await table.locator('tbody tr').nth(1).waitFor();
 
+    // Live: a label set through the API shows up without a reload, and goes again.
+    const navigations: string[] = [];
+    const onNavigate = (f: { url(): string }) => navigations.push(f.url());
+    page.on('framenavigated', onNavigate);
+    const second = qs.sites[1]!.name;
+    const label = async (value: string | null) =>
+      api(`/api/v1/sites/${second}`, { method: 'PATCH', body: JSON.stringify({ labels: { zone: value } }) });
+    await label('lab');
+    await table.locator(`tr[data-site="${second}"]`).getByText('zone=lab').waitFor({ timeout: 15_000 });
+    await label(null);
+    await table
+      .locator(`tr[data-site="${second}"]`)
+      .getByText('zone=lab')
+      .waitFor({ state: 'detached', timeout: 15_000 });
+    page.off('framenavigated', onNavigate);
+    assert.deepEqual(navigations, [], 'the fleet page updated without a reload');
+
     // Tablet width: the page fits; wide tables scroll inside their frame.
     await page.setViewportSize({ width: 820, height: 1180 });
     const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
