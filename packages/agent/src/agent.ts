@@ -113,17 +113,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ...(options.statusDebounceMs !== undefined ? { debounceMs: options.statusDebounceMs } : {}),
     ...(options.sleep !== undefined ? { sleep: options.sleep } : {}),
   });
-  const driver = options.createDriver({
-    dataDir,
-    store,
-    registry: {
-      credentials: { username: identity.site, password: identity.token },
-      ...(identity.ca !== undefined ? { ca: identity.ca } : {}),
-    },
-    logger,
-    onReport: (_report: DeploymentReport) => status.changed(),
-  });
-  await driver.start();
 
   let relay: TelemetryRelay | undefined;
   if (options.telemetry !== false) {
@@ -137,10 +126,27 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         ...(identity.ca !== undefined ? { ca: identity.ca } : {}),
       });
     } catch (error) {
-      await driver.close();
       client.close();
       throw error;
     }
+  }
+  const driver = options.createDriver({
+    dataDir,
+    store,
+    registry: {
+      credentials: { username: identity.site, password: identity.token },
+      ...(identity.ca !== undefined ? { ca: identity.ca } : {}),
+    },
+    ...(relay !== undefined ? { telemetryUrl: relay.url } : {}),
+    logger,
+    onReport: (_report: DeploymentReport) => status.changed(),
+  });
+  try {
+    await driver.start();
+  } catch (error) {
+    await relay?.close();
+    client.close();
+    throw error;
   }
   status.start();
 

@@ -27,13 +27,24 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { link, copyFile, mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { SiteDeployment } from '@aiedge/gitops';
 import { ImagePaths, writeFileAtomic, type Digest, type ImageConfig } from '@aiedge/oci';
 import { InputError, UnavailableError, type DeploymentState } from '@aiedge/protocol';
 import type { Logger } from '@aiedge/telemetry';
 import { ImageCache, type UnpackedImage } from '../images.js';
+import {
+  CheckFailed,
+  ReportBook,
+  checkServing,
+  errorText,
+  freePort,
+  http,
+  oipError,
+  sleep,
+  versionReady,
+  type ReportFields,
+} from './_checks.js';
 import type { DeploymentReport, Driver, DriverContext } from './types.js';
 
 /** Options of {@link ProcessDriver}. */
@@ -53,8 +64,6 @@ export interface ProcessDriverOptions {
 const DEFAULT_READY_TIMEOUT_MS = 60_000;
 const DEFAULT_STOP_GRACE_MS = 5_000;
 const POLL_MS = 100;
-const REQUEST_TIMEOUT_MS = 10_000;
-const MAX_REASON = 4000;
 
 /** A server process the driver started. */
 interface ServerRecord {
@@ -91,33 +100,6 @@ interface StateFile {
   readonly deployments: Record<string, DeploymentRecord>;
 }
 
-/** A check that failed: its message is the report's reason. */
-class CheckFailed extends Error {}
-
-function clip(text: string): string {
-  return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON - 1)}…` : text;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** True when `pid` runs (not a zombie) and, when given, its command line mentions `mark`. */
 async function alive(pid: number, mark?: string): Promise<boolean> {
   try {
@@ -136,35 +118,6 @@ async function alive(pid: number, mark?: string): Promise<boolean> {
     // no /proc: trust kill(0)
   }
   return true;
-}
-
-interface HttpResult {
-  readonly status: number;
-  readonly body: unknown;
-  readonly text: string;
-}
-
-async function http(url: string, init: { method?: string; body?: unknown } = {}): Promise<HttpResult> {
-  const res = await fetch(url, {
-    method: init.method ?? 'GET',
-    ...(init.body !== undefined
-      ? { body: JSON.stringify(init.body), headers: { 'content-type': 'application/json' } }
-      : {}),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: res.status, body, text };
-}
-
-function oipError(r: HttpResult): string {
-  const e = (r.body as { error?: unknown } | undefined)?.error;
-  return typeof e === 'string' ? e : `HTTP ${r.status} ${r.text.slice(0, 500)}`;
 }
 
 /** Everything that needs a new server process when it changes. */
@@ -191,24 +144,9 @@ function specKey(spec: SiteDeployment): string {
   return JSON.stringify([spec.imageDigest, spec.port, Object.entries(spec.env).sort(), spec.model]);
 }
 
-/** A request of zeros for the model's inputs (dynamic dimensions as 1). */
-function zerosRequest(metadata: unknown): unknown {
-  const inputs = (metadata as { inputs?: unknown } | undefined)?.inputs;
-  if (!Array.isArray(inputs)) return undefined;
-  return {
-    inputs: inputs.map((t: { name: string; datatype: string; shape: number[] }) => {
-      const shape = t.shape.map((d) => (d < 0 ? 1 : d));
-      const n = shape.reduce((a, b) => a * b, 1);
-      const zero = t.datatype === 'BOOL' ? false : t.datatype === 'BYTES' ? '' : 0;
-      return { name: t.name, datatype: t.datatype, shape, data: new Array<unknown>(n).fill(zero) };
-    }),
-  };
-}
-
 /** Runs inference images as processes; see the file comment for how updates and crashes are handled. */
 export class ProcessDriver implements Driver {
   readonly kind = 'process' as const;
-  readonly #context: DriverContext;
   readonly #dir: string;
   readonly #images: ImageCache;
   readonly #logger: Logger;
@@ -216,16 +154,17 @@ export class ProcessDriver implements Driver {
   readonly #stopGraceMs: number;
   readonly #host: string;
   readonly #node: string;
+  readonly #telemetryUrl: string | undefined;
   #state: StateFile = { version: 1, deployments: {} };
-  readonly #reports = new Map<string, DeploymentReport>();
+  readonly #reports: ReportBook;
   readonly #children = new Map<number, ChildProcess>();
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
 
   constructor(context: DriverContext, options: ProcessDriverOptions = {}) {
-    this.#context = context;
     this.#dir = join(context.dataDir, 'process');
     this.#logger = context.logger.child({ component: 'agent.driver.process' });
+    this.#reports = new ReportBook(this.#logger, (report) => context.onReport(report));
     this.#images = new ImageCache({
       store: context.store,
       dir: join(this.#dir, 'images'),
@@ -237,6 +176,7 @@ export class ProcessDriver implements Driver {
     this.#stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     this.#host = options.host ?? '127.0.0.1';
     this.#node = options.nodePath ?? process.execPath;
+    this.#telemetryUrl = context.telemetryUrl;
   }
 
   /** Runs `task` after the driver's earlier work. */
@@ -255,44 +195,8 @@ export class ProcessDriver implements Driver {
     await writeFileAtomic(this.#statePath, `${JSON.stringify(this.#state, null, 2)}\n`);
   }
 
-  #report(
-    name: string,
-    state: DeploymentState,
-    fields: { model: string; version: string; imageDigest?: string; reason?: string },
-  ): DeploymentReport {
-    const previous = this.#reports.get(name);
-    const report: DeploymentReport = {
-      deployment: name,
-      model: fields.model,
-      version: fields.version,
-      ...(fields.imageDigest !== undefined ? { imageDigest: fields.imageDigest } : {}),
-      state,
-      ...(fields.reason !== undefined ? { reason: clip(fields.reason) } : {}),
-      since:
-        previous !== undefined &&
-        previous.state === state &&
-        previous.imageDigest === fields.imageDigest &&
-        previous.version === fields.version
-          ? previous.since
-          : new Date().toISOString(),
-    };
-    const same =
-      previous !== undefined &&
-      previous.state === report.state &&
-      previous.reason === report.reason &&
-      previous.imageDigest === report.imageDigest &&
-      previous.version === report.version &&
-      previous.model === report.model;
-    this.#reports.set(name, report);
-    if (!same) {
-      this.#logger.info('deployment state', { ...report });
-      try {
-        this.#context.onReport(report);
-      } catch (error) {
-        this.#logger.warn('onReport failed', { err: error });
-      }
-    }
-    return report;
+  #report(name: string, state: DeploymentState, fields: ReportFields): DeploymentReport {
+    return this.#reports.set(name, state, fields);
   }
 
   start(): Promise<void> {
@@ -306,6 +210,7 @@ export class ProcessDriver implements Driver {
           this.#logger.error('driver state unreadable; starting empty', { err: error });
         }
       }
+      await this.#sweepOrphans();
       for (const [name, record] of Object.entries(this.#state.deployments)) {
         if (record.candidate !== undefined) {
           await this.#stopServer(record.candidate);
@@ -320,7 +225,16 @@ export class ProcessDriver implements Driver {
           version: serving.version,
           imageDigest: serving.spec.imageDigest,
         };
-        if (await this.#healthy(serving.server)) {
+        if (record.switching !== undefined && (await alive(serving.server.pid, serving.server.rootfs))) {
+          // Killed during an in-place version switch: back to the recorded version alone.
+          await this.#restoreVersion(name, record, serving).catch((error: unknown) => {
+            this.#logger.warn('restoring the recorded version failed; restarting the server', {
+              deployment: name,
+              err: error,
+            });
+          });
+        }
+        if (record.switching === undefined && (await this.#healthy(serving))) {
           this.#logger.info('adopted a running server', { deployment: name, pid: serving.server.pid });
           this.#report(name, 'Serving', fields);
           continue;
@@ -341,6 +255,8 @@ export class ProcessDriver implements Driver {
     const image = await this.#images.unpacked(serving.server.imageDigest as Digest);
     if (image === undefined)
       throw new UnavailableError(`image ${serving.server.imageDigest} is not unpacked`);
+    // The repository may hold a half-done switch: it gets exactly the recorded version again.
+    await this.#prepareRepo(serving.server.repoDir, image, serving.model, serving.version);
     const server = await this.#launch(name, image, serving.spec, serving.model, {
       port: serving.spec.port,
       repoDir: serving.server.repoDir,
@@ -349,6 +265,60 @@ export class ProcessDriver implements Driver {
     delete record.switching;
     await this.#save();
     await this.#checkServer(server, serving.model, serving.version);
+  }
+
+  /**
+   * Stops servers of this driver that the state does not record: a kill between starting a
+   * server and recording its pid leaves one (it would hold the stable port).
+   */
+  async #sweepOrphans(): Promise<void> {
+    const recorded = new Set<number>();
+    for (const record of Object.values(this.#state.deployments)) {
+      if (record.serving !== undefined) recorded.add(record.serving.server.pid);
+      if (record.candidate !== undefined) recorded.add(record.candidate.pid);
+    }
+    const mark = `${join(this.#dir, 'images')}/`;
+    let pids: string[];
+    try {
+      pids = (await readdir('/proc')).filter((p) => /^\d+$/.test(p));
+    } catch {
+      return; // no /proc: nothing to sweep with
+    }
+    for (const entry of pids) {
+      const pid = Number(entry);
+      if (recorded.has(pid) || pid === process.pid) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (!cmdline.includes(mark)) continue;
+      this.#logger.warn('stopping a server the state does not record', { pid });
+      await this.#stopPid(pid, mark);
+    }
+  }
+
+  /**
+   * After a kill during an in-place switch: the running server serves the recorded version alone
+   * again (policy, load, the other version's files removed); the next reconcile redoes the switch.
+   */
+  async #restoreVersion(name: string, record: DeploymentRecord, serving: Serving): Promise<void> {
+    const { repoDir } = serving.server;
+    const model = serving.model;
+    const image = await this.#images.unpacked(serving.server.imageDigest as Digest);
+    if (image !== undefined) await this.#linkVersion(image, model, serving.version, repoDir);
+    await this.#writePolicy(repoDir, model, [serving.version]);
+    const loaded = await http(`${this.#url(serving.server.port)}/v2/repository/models/${model}/load`, {
+      method: 'POST',
+    });
+    if (loaded.status !== 200) throw new CheckFailed(oipError(loaded));
+    for (const entry of await readdir(join(repoDir, model), { withFileTypes: true })) {
+      if (entry.isDirectory() && entry.name !== serving.version) {
+        await rm(join(repoDir, model, entry.name), { recursive: true, force: true });
+      }
+    }
+    delete record.switching;
+    await this.#save();
+    this.#logger.info('restored the recorded version after an interrupted switch', {
+      deployment: name,
+      version: serving.version,
+    });
   }
 
   reconcile(desired: readonly SiteDeployment[], signal: AbortSignal): Promise<DeploymentReport[]> {
@@ -379,7 +349,7 @@ export class ProcessDriver implements Driver {
   }
 
   reports(): DeploymentReport[] {
-    return [...this.#reports.values()].sort((a, b) => a.deployment.localeCompare(b.deployment));
+    return this.#reports.all();
   }
 
   async close(options: { stopServing?: boolean } = {}): Promise<void> {
@@ -417,7 +387,7 @@ export class ProcessDriver implements Driver {
     if (serving !== undefined && specKey(serving.spec) === key) {
       // Already there: make sure it still runs.
       const fields = { model: serving.model, version: serving.version, imageDigest: d.imageDigest };
-      if (await this.#healthy(serving.server)) {
+      if (await this.#healthy(serving)) {
         this.#report(d.name, 'Serving', fields);
         return;
       }
@@ -471,7 +441,7 @@ export class ProcessDriver implements Driver {
     const fields = { model: found.model, version: found.version, imageDigest: d.imageDigest };
     const runtimeKey = runtimeKeyOf(image, d, found.model);
     try {
-      if (serving === undefined || !(await this.#healthy(serving.server))) {
+      if (serving === undefined || !(await this.#healthy(serving))) {
         if (serving !== undefined) await this.#stopServer(serving.server);
         await this.#freshStart(d, record, image, found);
       } else if (
@@ -620,8 +590,7 @@ export class ProcessDriver implements Driver {
     try {
       const loaded = await http(`${base}/v2/repository/models/${model}/load`, { method: 'POST' });
       if (loaded.status !== 200) throw new CheckFailed(oipError(loaded));
-      await this.#waitLoaded(base, model, found.version);
-      await this.#checkVersion(base, model, found.version);
+      await checkServing(base, model, found.version, { timeoutMs: this.#readyTimeoutMs });
     } catch (error) {
       // Roll back: the old version keeps (or again) serves alone.
       await this.#writePolicy(repoDir, model, [serving.version]);
@@ -733,6 +702,10 @@ export class ProcessDriver implements Driver {
       PATH: process.env['PATH'] ?? '/usr/bin:/bin',
       HOME: home,
       AIEDGE_SERVE_MODEL_REPOSITORY: where.repoDir,
+      // As the rendered manifest sets them, with the agent's relay as the endpoint.
+      ...(this.#telemetryUrl !== undefined
+        ? { OTEL_EXPORTER_OTLP_ENDPOINT: this.#telemetryUrl, OTEL_SERVICE_NAME: spec.name }
+        : {}),
     };
     if (env['SSL_CERT_FILE'] !== undefined) env['SSL_CERT_FILE'] = inRoot(env['SSL_CERT_FILE']);
     const argv = [
@@ -780,13 +753,11 @@ export class ProcessDriver implements Driver {
     };
   }
 
-  async #healthy(server: ServerRecord): Promise<boolean> {
+  /** The recorded server runs and its recorded model version is ready (not only the server). */
+  async #healthy(serving: Serving): Promise<boolean> {
+    const { server } = serving;
     if (!(await alive(server.pid, server.rootfs))) return false;
-    try {
-      return (await http(`${this.#url(server.port)}/v2/health/ready`)).status === 200;
-    } catch {
-      return false;
-    }
+    return versionReady(this.#url(server.port), serving.model, serving.version);
   }
 
   async #logTail(server: ServerRecord): Promise<string> {
@@ -800,96 +771,31 @@ export class ProcessDriver implements Driver {
 
   /** Waits until a freshly started server serves `model/version` and passes the checks. */
   async #checkServer(server: ServerRecord, model: string, version: string): Promise<void> {
-    const base = this.#url(server.port);
-    await this.#waitLoaded(base, model, version, server);
-    await this.#checkVersion(base, model, version);
-  }
-
-  /**
-   * Polls the repository index until `model/version` is READY; fails at once when it is
-   * UNAVAILABLE with a reason (ORT's load error) or when the server exits.
-   */
-  async #waitLoaded(base: string, model: string, version: string, server?: ServerRecord): Promise<void> {
-    const deadline = Date.now() + this.#readyTimeoutMs;
-    let last = 'no answer yet';
-    for (;;) {
-      if (server !== undefined && !(await alive(server.pid))) {
-        throw new CheckFailed(`the server exited before it was ready: ${await this.#logTail(server)}`);
-      }
-      try {
-        const index = await http(`${base}/v2/repository/index`, { method: 'POST', body: {} });
-        if (index.status === 200 && Array.isArray(index.body)) {
-          const rows = index.body as Array<{
-            name: string;
-            version?: string;
-            state: string;
-            reason?: string;
-          }>;
-          const row = rows.find(
-            (r) => r.name === model && (r.version === version || r.version === undefined),
-          );
-          if (row?.state === 'READY') return;
-          if (row?.state === 'UNAVAILABLE' && row.reason !== undefined) {
-            throw new CheckFailed(`${model} version ${version} failed to load: ${row.reason}`);
-          }
-          last = row === undefined ? 'not in the repository index' : row.state;
-        } else {
-          last = oipError(index);
-        }
-      } catch (error) {
-        if (error instanceof CheckFailed) throw error;
-        last = errorText(error);
-      }
-      if (Date.now() > deadline) {
-        throw new CheckFailed(
-          `${model} version ${version} was not ready within ${this.#readyTimeoutMs} ms (${last})`,
-        );
-      }
-      await sleep(POLL_MS);
-    }
-  }
-
-  /** Ready, metadata and a smoke inference of zeros on the version's own endpoints. */
-  async #checkVersion(base: string, model: string, version: string): Promise<void> {
-    const at = `${base}/v2/models/${model}/versions/${version}`;
-    const deadline = Date.now() + this.#readyTimeoutMs;
-    for (;;) {
-      const ready = await http(`${at}/ready`).catch((e: unknown) => ({
-        status: 0,
-        body: undefined,
-        text: errorText(e),
-      }));
-      if (ready.status === 200) break;
-      if (ready.status === 404 || Date.now() > deadline) {
-        throw new CheckFailed(`${model} version ${version} is not ready: ${oipError(ready)}`);
-      }
-      await sleep(POLL_MS);
-    }
-    const metadata = await http(at);
-    if (metadata.status !== 200) {
-      throw new CheckFailed(`${model} version ${version} metadata failed: ${oipError(metadata)}`);
-    }
-    const request = zerosRequest(metadata.body);
-    if (request === undefined) {
-      throw new CheckFailed(
-        `${model} version ${version} metadata has no inputs: ${metadata.text.slice(0, 200)}`,
-      );
-    }
-    const inferred = await http(`${at}/infer`, { method: 'POST', body: request });
-    if (inferred.status !== 200) {
-      throw new CheckFailed(`${model} version ${version} smoke inference failed: ${oipError(inferred)}`);
-    }
+    await checkServing(this.#url(server.port), model, version, {
+      timeoutMs: this.#readyTimeoutMs,
+      gone: async () =>
+        (await alive(server.pid))
+          ? undefined
+          : `the server exited before it was ready: ${await this.#logTail(server)}`,
+    });
   }
 
   /** Stops a server's process group: SIGTERM, then SIGKILL after the grace period. */
   async #stopServer(server: ServerRecord): Promise<void> {
-    if (!(await alive(server.pid, server.rootfs))) return;
+    if (await this.#stopPid(server.pid, server.rootfs)) {
+      this.#logger.info('server stopped', { pid: server.pid, port: server.port });
+    }
+  }
+
+  /** Stops process group `pid` when it runs and its command line mentions `mark`; true when it ran. */
+  async #stopPid(pid: number, mark: string): Promise<boolean> {
+    if (!(await alive(pid, mark))) return false;
     const signalGroup = (signal: NodeJS.Signals): void => {
       try {
-        process.kill(-server.pid, signal);
+        process.kill(-pid, signal);
       } catch {
         try {
-          process.kill(server.pid, signal);
+          process.kill(pid, signal);
         } catch {
           // gone
         }
@@ -897,14 +803,14 @@ export class ProcessDriver implements Driver {
     };
     signalGroup('SIGTERM');
     const deadline = Date.now() + this.#stopGraceMs;
-    while (await alive(server.pid)) {
+    while (await alive(pid)) {
       if (Date.now() > deadline) {
         signalGroup('SIGKILL');
         await sleep(POLL_MS);
-        if (!(await alive(server.pid))) break;
+        if (!(await alive(pid))) break;
       }
       await sleep(POLL_MS);
     }
-    this.#logger.info('server stopped', { pid: server.pid, port: server.port });
+    return true;
   }
 }

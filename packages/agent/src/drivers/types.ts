@@ -28,6 +28,11 @@ export interface DriverContext {
   /** The agent's content store (pulled images; only missing blobs are fetched). */
   readonly store: ContentStore;
   readonly registry: RegistryAccess;
+  /**
+   * OTLP/HTTP endpoint of the agent's telemetry relay: the inference servers export there
+   * (`OTEL_EXPORTER_OTLP_ENDPOINT`); undefined when the agent runs no relay.
+   */
+  readonly telemetryUrl?: string;
   readonly logger: Logger;
   /** Called on every state change of a deployment (Pending → Pulling → Starting → Serving, Failed, RolledBack). */
   onReport(report: DeploymentReport): void;
