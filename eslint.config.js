@@ -28,7 +28,8 @@ const layerRules = Object.entries(layers).map(([pkg, allowed]) => ({
       {
         patterns: [
           {
-            group: ['@aiedge/*/*'],
+            // `@aiedge/<name>/testing`: test helpers (sources only, not in the build) for other packages' tests.
+            group: ['@aiedge/*/*', '!@aiedge/*/testing'],
             message: 'Import a package through its public entry (@aiedge/<name>), never its files.',
           },
           {

@@ -11,12 +11,14 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Starts `aiedge ARGS` from the TypeScript sources. */
+/** Starts `aiedge ARGS` from the TypeScript sources (or with `command`, e.g. the compiled CLI). */
 export function startCli(
   args: string[],
   env: Record<string, string> = {},
-): { child: ChildProcess; done: Promise<CliRun> } {
-  const child = spawn(process.execPath, ['--conditions=@aiedge/source', '--import', 'tsx', bin, ...args], {
+  command: readonly string[] = [process.execPath, '--conditions=@aiedge/source', '--import', 'tsx', bin],
+): { child: ChildProcess; done: Promise<CliRun>; stderr(): string } {
+  const [program, ...prefix] = command;
+  const child = spawn(program!, [...prefix, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -37,7 +39,7 @@ export function startCli(
       }),
     ),
   );
-  return { child, done };
+  return { child, done, stderr: () => stderr };
 }
 
 /** Runs `aiedge ARGS` to completion. */

@@ -19,70 +19,10 @@ import {
   startRegistry,
   type RunningRegistry,
 } from '@aiedge/oci';
-import { EXAMPLE_MODEL_NAME, bundleRuntime, exampleModel, exampleReference } from '@aiedge/runtime';
+import { EXAMPLE_MODEL_NAME, bundleRuntime, exampleModel } from '@aiedge/runtime';
 import { silentLogger } from '@aiedge/telemetry';
 import { freePort } from './_test-cli.js';
-
-const FEATURES = new Float32Array([0.5, -1, 2, 0.25]);
-
-interface InferAnswer {
-  readonly version: string;
-  readonly scores: number[];
-}
-
-async function infer(port: number): Promise<InferAnswer> {
-  const res = await fetch(`http://127.0.0.1:${port}/v2/models/${EXAMPLE_MODEL_NAME}/infer`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      inputs: [{ name: 'features', datatype: 'FP32', shape: [1, FEATURES.length], data: [...FEATURES] }],
-    }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${text}`);
-  const body = JSON.parse(text) as {
-    model_version?: string;
-    outputs: Array<{ name: string; data: number[] }>;
-  };
-  return {
-    version: body.model_version ?? '?',
-    scores: body.outputs.find((o) => o.name === 'scores')?.data ?? [],
-  };
-}
-
-function assertVersion(answer: InferAnswer, version: number): void {
-  assert.equal(answer.version, String(version));
-  const expected = exampleReference(version, FEATURES).scores;
-  assert.equal(answer.scores.length, expected.length);
-  answer.scores.forEach((s, i) => assert.ok(Math.abs(s - expected[i]!) < 1e-4, `score ${i}: ${s}`));
-}
-
-/** Sends requests back to back until stopped; counts failures and the versions that answered. */
-function loadLoop(port: number): { stop(): Promise<{ ok: number; failures: string[]; versions: string[] }> } {
-  let running = true;
-  const failures: string[] = [];
-  const versions: string[] = [];
-  let ok = 0;
-  const loop = (async () => {
-    while (running) {
-      try {
-        const answer = await infer(port);
-        ok++;
-        if (versions.at(-1) !== answer.version) versions.push(answer.version);
-      } catch (error) {
-        failures.push((error as Error).message);
-      }
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      return { ok, failures, versions };
-    },
-  };
-}
+import { assertVersion, infer, loadLoop } from './_test-inference.js';
 
 function alive(pid: number): boolean {
   try {
