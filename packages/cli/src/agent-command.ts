@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import {
   AGENT_VERSION,
+  PodmanDriver,
   ProcessDriver,
   agentDataDir,
   enrollSite,
@@ -23,7 +24,7 @@ const DRIVERS = ['process', 'podman'] as const;
 
 function driverFactory(kind: string): (context: DriverContext) => Driver {
   if (kind === 'process') return (context) => new ProcessDriver(context);
-  if (kind === 'podman') throw new InputError('--driver podman is not available yet; use --driver process');
+  if (kind === 'podman') return (context) => new PodmanDriver(context);
   throw new InputError(`--driver ${describeValue(kind)} must be one of ${DRIVERS.join(', ')}`);
 }
 

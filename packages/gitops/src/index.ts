@@ -13,7 +13,7 @@ export {
   type DeploymentSpec,
   type SiteSpec,
 } from './model.js';
-export { renderRepository, toYaml, type RenderInput } from './render.js';
+export { CONTAINER_NAME, renderRepository, toYaml, type RenderInput } from './render.js';
 export { readSiteDir, readSiteState, type FileReader, type SiteDeployment, type SiteState } from './read.js';
 export {
   checkout,

@@ -24,6 +24,8 @@ export interface SiteDeployment {
   readonly probes: { readonly liveness: string; readonly readiness: string };
   readonly modelSha256?: string;
   readonly pipelineRun?: string;
+  /** The Deployment object as read from the repository (what `podman kube play` runs). */
+  readonly manifest?: Readonly<Record<string, unknown>>;
 }
 
 /** What one site should run. */
@@ -177,6 +179,7 @@ function readDeployment(obj: Obj, file: string): SiteDeployment {
     ...result,
     ...(typeof sha === 'string' ? { modelSha256: sha } : {}),
     ...(typeof run === 'string' ? { pipelineRun: run } : {}),
+    manifest: obj,
   };
 }
 
