@@ -184,8 +184,16 @@ function dataOption(): Option {
   return new Option('--data <dir>', 'data directory of the quickstart').default(QUICKSTART_DEFAULT_DATA_DIR);
 }
 
-/** Runs `body` with an abort signal that SIGINT and SIGTERM trigger; a second signal exits at once. */
-async function withSignals<T>(body: (signal: AbortSignal) => Promise<T>, what: string): Promise<T> {
+/**
+ * Runs `body` with an abort signal that SIGINT and SIGTERM trigger; a second signal exits at once.
+ * With `followParent` under an npm script, the parent going away aborts too: npm does not pass a
+ * SIGTERM on to its script's shell, which would leave this process and its servers running.
+ */
+async function withSignals<T>(
+  body: (signal: AbortSignal) => Promise<T>,
+  what: string,
+  followParent = false,
+): Promise<T> {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals): void => {
     if (!controller.signal.aborted) {
@@ -198,9 +206,20 @@ async function withSignals<T>(body: (signal: AbortSignal) => Promise<T>, what: s
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const parent = process.ppid;
+  const watch =
+    followParent && process.env['npm_lifecycle_event'] !== undefined
+      ? setInterval(() => {
+          if (process.ppid === parent || controller.signal.aborted) return;
+          process.stderr.write(`\nnpm exited: ${what}\n`);
+          controller.abort(new Error('npm exited'));
+        }, 1000)
+      : undefined;
+  watch?.unref();
   try {
     return await body(controller.signal);
   } finally {
+    clearInterval(watch);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
@@ -383,31 +402,35 @@ Examples:
       const printer = new ProgressPrinter();
       const startedAt = Date.now();
       process.stderr.write(`ai-edge quickstart: data in ${shown(paths.root)}/\n`);
-      await withSignals(async (signal) => {
-        let running: RunningQuickstart;
-        try {
-          running = await startQuickstart({
-            dataDir: paths.root,
-            ...(flags.sites !== undefined ? { sites: flags.sites } : {}),
-            ...(flags.port !== undefined ? { port: flags.port } : {}),
-            signal,
-            onProgress: printer.handle,
-            logLevel: flags.logLevel as LogLevel,
-          });
-        } catch (error) {
-          printer.close();
-          if (signal.aborted) {
-            process.stderr.write('stopped before it was ready\n');
-            return;
+      await withSignals(
+        async (signal) => {
+          let running: RunningQuickstart;
+          try {
+            running = await startQuickstart({
+              dataDir: paths.root,
+              ...(flags.sites !== undefined ? { sites: flags.sites } : {}),
+              ...(flags.port !== undefined ? { port: flags.port } : {}),
+              signal,
+              onProgress: printer.handle,
+              logLevel: flags.logLevel as LogLevel,
+            });
+          } catch (error) {
+            printer.close();
+            if (signal.aborted) {
+              process.stderr.write('stopped before it was ready\n');
+              return;
+            }
+            throw error;
           }
-          throw error;
-        }
-        process.stdout.write(summary(running, Date.now() - startedAt));
-        if (!signal.aborted)
-          await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
-        await running.stop();
-        printer.close();
-      }, 'stopping the sites, their inference servers and the core');
+          process.stdout.write(summary(running, Date.now() - startedAt));
+          if (!signal.aborted)
+            await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          await running.stop();
+          printer.close();
+        },
+        'stopping the sites, their inference servers and the core',
+        true,
+      );
     });
   command.addCommand(shipCommand());
   command.addCommand(statusCommand());
