@@ -518,8 +518,8 @@ function answersVersion(
 /**
  * The process driver of a quickstart site. Every site runs on this one machine, so each maps the
  * quickstart's deployment to its own serving port (as a container runtime maps a container port to
- * a host port), and points its runtimes' OTLP export at its own agent's relay (on a cluster the
- * rendered manifest does this with the site's `otlpEndpoint`).
+ * a host port), and its runtimes export metrics every few seconds (to the agent's relay, which the
+ * process driver sets) so the core shows traffic soon after it happens.
  */
 class QuickstartSiteDriver implements Driver {
   readonly #inner: Driver;
@@ -547,7 +547,7 @@ class QuickstartSiteDriver implements Driver {
       desired.map((d) => ({
         ...d,
         ...(d.name === this.#deployment ? { port: this.#port } : {}),
-        env: { ...d.env, ...this.#env, OTEL_SERVICE_NAME: d.name },
+        env: { ...d.env, ...this.#env },
       })),
       signal,
     );
@@ -1074,7 +1074,6 @@ export async function startQuickstart(options: QuickstartOptions = {}): Promise<
             deployment: facts.deployment,
             port: site.port,
             env: {
-              OTEL_EXPORTER_OTLP_ENDPOINT: telemetryUrl,
               OTEL_METRIC_EXPORT_INTERVAL: String(METRIC_EXPORT_INTERVAL_MS),
             },
           }),
