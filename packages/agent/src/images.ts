@@ -3,8 +3,10 @@
  * the registry client), unpacked once per image into `<dir>/<digest-hex>/rootfs` with a completion
  * marker written atomically, and garbage-collected down to the last K used (plus those in use).
  */
+import { fork } from 'node:child_process';
 import { readdir, rm, stat, utimes, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   RegistryClient,
   hexOf,
@@ -43,8 +45,13 @@ export interface ImageCacheOptions {
   readonly keep?: number;
   /** Content bytes one layer may unpack to; default {@link DEFAULT_MAX_LAYER_BYTES}. */
   readonly maxLayerBytes?: number;
-  /** A registry client to use instead of one made from `registry` (tests). */
+  /** A registry client to use instead of one made from `registry` (tests; implies `isolate: false`). */
   readonly client?: RegistryClient;
+  /**
+   * Pull and unpack in a short-lived child process (default true unless `client` is given), so
+   * their memory is returned to the system when they are done; false runs them in this process.
+   */
+  readonly isolate?: boolean;
 }
 
 /** An image unpacked for this machine's platform. */
@@ -64,11 +71,79 @@ interface Marker {
   readonly manifestDigest: Digest;
 }
 
+/** A job for the image worker (`_image-worker.ts`). */
+export type ImageWorkerJob = {
+  readonly storeDir: string;
+  readonly dir: string;
+  readonly registry: RegistryAccess;
+  readonly maxLayerBytes: number;
+} & (
+  | { readonly kind: 'pull' | 'ensure'; readonly image: string; readonly digest: string }
+  | { readonly kind: 'unpack'; readonly digest: Digest }
+);
+
+/** What the image worker sends back. */
+export type ImageWorkerMessage =
+  | {
+      readonly log: {
+        level: 'debug' | 'info' | 'warn' | 'error';
+        msg: string;
+        fields: Record<string, unknown>;
+      };
+    }
+  | { readonly pulled: Descriptor }
+  | { readonly unpacked: Digest }
+  | { readonly error: { name: string; message: string } };
+
+const WORKER = new URL(`./_image-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+/** Runs one job in a child process (see _image-worker.ts); killed when `signal` aborts. */
+function inChild(
+  job: ImageWorkerJob,
+  logger: Logger,
+  signal: AbortSignal | undefined,
+): Promise<Descriptor | Digest> {
+  signal?.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(WORKER), [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    let result: Descriptor | Digest | undefined;
+    let failure: Error | undefined;
+    const abort = () => child.kill('SIGKILL');
+    signal?.addEventListener('abort', abort, { once: true });
+    child.on('message', (message: ImageWorkerMessage) => {
+      if ('log' in message) logger[message.log.level](message.log.msg, message.log.fields);
+      else if ('pulled' in message) result = message.pulled;
+      else if ('unpacked' in message) result = message.unpacked;
+      else {
+        const { name, message: text } = message.error;
+        failure =
+          name === 'InputError'
+            ? new InputError(text)
+            : name === 'NotFoundError'
+              ? new NotFoundError(text)
+              : new Error(text);
+      }
+    });
+    child.once('error', reject);
+    child.once('exit', (code, killedBy) => {
+      signal?.removeEventListener('abort', abort);
+      if (signal?.aborted) reject(signal.reason as Error);
+      else if (result !== undefined) resolve(result);
+      else reject(failure ?? new Error(`the image worker exited with ${killedBy ?? `code ${code}`}`));
+    });
+    child.send(job);
+  });
+}
+
 /** Pulls, unpacks and garbage-collects the images of a driver. */
 export class ImageCache {
   readonly #options: ImageCacheOptions;
   readonly #client: RegistryClient;
   readonly #ownsClient: boolean;
+  readonly #isolate: boolean;
   readonly #unpacking = new Map<string, Promise<UnpackedImage>>();
 
   constructor(options: ImageCacheOptions) {
@@ -77,6 +152,7 @@ export class ImageCache {
       throw new InputError(`keep is ${describeValue(keep)}: expected an integer of at least 1`);
     }
     this.#options = options;
+    this.#isolate = options.isolate ?? options.client === undefined;
     this.#ownsClient = options.client === undefined;
     this.#client =
       options.client ??
@@ -85,6 +161,29 @@ export class ImageCache {
         ...(options.registry.ca !== undefined ? { ca: options.registry.ca } : {}),
         ...(options.registry.insecure !== undefined ? { insecure: options.registry.insecure } : {}),
       });
+  }
+
+  async #unpackedOrThrow(digest: Digest): Promise<UnpackedImage> {
+    const unpacked = await this.unpacked(digest);
+    if (unpacked === undefined) throw new Error(`the image worker left ${digest} without its marker`);
+    return unpacked;
+  }
+
+  #inChild(
+    job: { kind: 'pull' | 'ensure'; image: string; digest: string } | { kind: 'unpack'; digest: Digest },
+    signal: AbortSignal | undefined,
+  ): Promise<Descriptor | Digest> {
+    return inChild(
+      {
+        ...job,
+        storeDir: this.#options.store.root,
+        dir: this.#options.dir,
+        registry: this.#options.registry,
+        maxLayerBytes: this.#options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES,
+      },
+      this.#options.logger,
+      signal,
+    );
   }
 
   /** The directory an image unpacks into. */
@@ -97,6 +196,7 @@ export class ImageCache {
    * missing blobs are fetched. Returns the root descriptor.
    */
   async pull(image: string, digest: string, signal?: AbortSignal): Promise<Descriptor> {
+    if (this.#isolate) return (await this.#inChild({ kind: 'pull', image, digest }, signal)) as Descriptor;
     const ref = parseReference(image);
     if (!isDigest(digest))
       throw new InputError(`imageDigest ${describeValue(digest)} is not a sha256 digest`);
@@ -154,6 +254,11 @@ export class ImageCache {
     if (running !== undefined) return running;
     const task = (async () => {
       options.onPull?.();
+      if (this.#isolate) {
+        // One child for both steps.
+        await this.#inChild({ kind: 'ensure', image, digest }, options.signal);
+        return this.#unpackedOrThrow(digest);
+      }
       await this.pull(image, digest, options.signal);
       return this.unpack(digest, options.signal);
     })();
@@ -169,6 +274,10 @@ export class ImageCache {
   async unpack(digest: Digest, signal?: AbortSignal): Promise<UnpackedImage> {
     const done = await this.unpacked(digest);
     if (done !== undefined) return done;
+    if (this.#isolate) {
+      await this.#inChild({ kind: 'unpack', digest }, signal);
+      return this.#unpackedOrThrow(digest);
+    }
     const store = this.#options.store;
     const manifestDigest = await hostManifest(store, digest);
     const manifest = await store.readJson<ImageManifest>(manifestDigest);
