@@ -54,7 +54,7 @@ test('docs/reference/cli.md is what scripts/gen-cli-reference.mjs generates from
 test('docs/reference/cli.md has a section for every verb of the command tree', async () => {
   const headings = new Set((await doc('cli.md')).split('\n').filter((l) => l.startsWith('## ')));
   const missing: string[] = [];
-  walk(buildProgram(), [], (_command, path) => {
+  walk(await buildProgram(), [], (_command, path) => {
     if (!headings.has(`## ${['aiedge', ...path].join(' ')}`)) missing.push(path.join(' ') || '(root)');
   });
   assert.deepEqual(missing, [], 'verbs without a section (run node scripts/gen-cli-reference.mjs)');
@@ -71,7 +71,7 @@ test('docs/reference/configuration.md names every core setting and every AIEDGE_
     if (!text.includes(`\`${key}\``)) missing.push(`core key ${key}`);
     if (!text.includes(`\`${envNameOf(key)}\``)) missing.push(`core env ${envNameOf(key)}`);
   }
-  walk(buildProgram(), [], (command, path) => {
+  walk(await buildProgram(), [], (command, path) => {
     for (const option of command.options) {
       if (option.envVar !== undefined && !text.includes(`\`${option.envVar}\``)) {
         missing.push(`${['aiedge', ...path].join(' ')} ${option.long ?? option.flags}: ${option.envVar}`);
