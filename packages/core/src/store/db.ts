@@ -54,9 +54,10 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   const migrator = new Migrator({ db, provider: migrationProvider });
   // Another process (a CLI next to a starting core) may be migrating the same file: SQLite then
-  // answers BUSY to the loser, which retries and finds the migrations applied.
+  // answers BUSY to the loser, or, when both read the migration table before either committed, the
+  // loser's CREATE finds the winner's table; it retries and finds the migrations applied.
   let { error, results } = await migrator.migrateToLatest();
-  for (let attempt = 1; error !== undefined && isBusy(error) && attempt <= 20; attempt++) {
+  for (let attempt = 1; error !== undefined && lostRace(error) && attempt <= 20; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
     ({ error, results } = await migrator.migrateToLatest());
   }
@@ -80,7 +81,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   };
 }
 
-function isBusy(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+function lostRace(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) return true;
+  return typeof message === 'string' && / already exists$/.test(message);
 }

@@ -1,7 +1,12 @@
 // Every migration of the store applies on SQLite (openStore) and, where PostgreSQL is installed, on
 // PostgreSQL too: the store's queries go through Kysely so a team can move to PostgreSQL later.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { Kysely } from 'kysely';
 import { inline, missingPostgres, recordingPostgres, startPostgres } from './_test-postgres.js';
 import { migrations } from './migrations.js';
@@ -48,5 +53,37 @@ test('the migrations compile to PostgreSQL without SQLite-only syntax, and apply
     assert.equal(insert.out.trim(), '1');
   } finally {
     await pg.stop();
+  }
+});
+
+test('processes opening one fresh database at once all find it migrated (a CLI next to a starting core)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'aiedge-store-race-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const db = fileURLToPath(new URL('./db.ts', import.meta.url));
+  const open = (path: string) =>
+    new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [
+          '--conditions=@aiedge/source',
+          '--import',
+          'tsx',
+          '--input-type=module',
+          '-e',
+          `const { openStore } = await import(${JSON.stringify(db)});
+           const store = await openStore({ sqlitePath: ${JSON.stringify(path)} });
+           await store.close();`,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let output = '';
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      child.on('exit', (code) => resolve({ code, output }));
+    });
+  for (let round = 0; round < 5; round++) {
+    const path = join(dir, `round-${round}.sqlite`);
+    const results = await Promise.all(Array.from({ length: 4 }, () => open(path)));
+    for (const r of results) assert.equal(r.code, 0, r.output);
   }
 });
