@@ -252,6 +252,23 @@ export class ReportBook {
     return report;
   }
 
+  /**
+   * A version that did not make it: RolledBack (naming what still serves) when `serving` is given,
+   * else Failed.
+   */
+  failed(
+    name: string,
+    fields: ReportFields,
+    reason: string,
+    serving?: { readonly model: string; readonly version: string; readonly imageDigest: string },
+  ): DeploymentReport {
+    if (serving === undefined) return this.set(name, 'Failed', { ...fields, reason });
+    return this.set(name, 'RolledBack', {
+      ...fields,
+      reason: `${reason}; still serving ${serving.model} version ${serving.version} (${serving.imageDigest})`,
+    });
+  }
+
   get(name: string): DeploymentReport | undefined {
     return this.#reports.get(name);
   }
@@ -267,5 +284,17 @@ export class ReportBook {
   /** Every report, sorted by deployment. */
   all(): DeploymentReport[] {
     return [...this.#reports.values()].sort((a, b) => a.deployment.localeCompare(b.deployment));
+  }
+}
+
+/** Runs tasks one after another (a driver's start, reconciles and close never overlap). */
+export class Serial {
+  #chain: Promise<unknown> = Promise.resolve();
+
+  /** Runs `task` after the earlier ones, whether they failed or not. */
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(task, task);
+    this.#chain = next.catch(() => undefined);
+    return next;
   }
 }

@@ -29,7 +29,15 @@ import { writeArchive, writeFileAtomic, type Digest } from '@aiedge/oci';
 import { InputError, UnavailableError, type DeploymentState } from '@aiedge/protocol';
 import type { Logger } from '@aiedge/telemetry';
 import { ImageCache, hostManifest } from '../images.js';
-import { ReportBook, checkServing, errorText, freePort, versionReady, type ReportFields } from './_checks.js';
+import {
+  ReportBook,
+  Serial,
+  checkServing,
+  errorText,
+  freePort,
+  versionReady,
+  type ReportFields,
+} from './_checks.js';
 import type { DeploymentReport, Driver, DriverContext } from './types.js';
 
 const run = promisify(execFile);
@@ -161,7 +169,7 @@ export class PodmanDriver implements Driver {
   readonly #host: string;
   readonly #keep: number;
   #state: StateFile = { version: 1, deployments: {}, images: {} };
-  #chain: Promise<unknown> = Promise.resolve();
+  readonly #serial = new Serial();
   #closed = false;
 
   constructor(context: DriverContext, options: PodmanDriverOptions = {}) {
@@ -181,12 +189,6 @@ export class PodmanDriver implements Driver {
     this.#stopGraceSeconds = options.stopGraceSeconds ?? 5;
     this.#podman = options.podman ?? 'podman';
     this.#host = options.host ?? '127.0.0.1';
-  }
-
-  #serialize<T>(task: () => Promise<T>): Promise<T> {
-    const next = this.#chain.then(task, task);
-    this.#chain = next.catch(() => undefined);
-    return next;
   }
 
   async #save(): Promise<void> {
@@ -216,7 +218,7 @@ export class PodmanDriver implements Driver {
   }
 
   start(): Promise<void> {
-    return this.#serialize(async () => {
+    return this.#serial.run(async () => {
       await mkdir(this.#dir, { recursive: true });
       await this.#run(['version', '--format', '{{.Client.Version}}'], 60_000);
       try {
@@ -258,7 +260,7 @@ export class PodmanDriver implements Driver {
   }
 
   reconcile(desired: readonly SiteDeployment[], signal: AbortSignal): Promise<DeploymentReport[]> {
-    return this.#serialize(async () => {
+    return this.#serial.run(async () => {
       if (this.#closed) throw new UnavailableError('the podman driver is closed');
       const names = new Set(desired.map((d) => d.name));
       for (const name of Object.keys(this.#state.deployments)) {
@@ -284,7 +286,7 @@ export class PodmanDriver implements Driver {
   }
 
   async close(options: { stopServing?: boolean } = {}): Promise<void> {
-    await this.#serialize(async () => {
+    await this.#serial.run(async () => {
       this.#closed = true;
       if (options.stopServing === true) {
         for (const record of Object.values(this.#state.deployments)) {
@@ -384,13 +386,16 @@ export class PodmanDriver implements Driver {
     fields: ReportFields,
     reason: string,
   ): DeploymentReport {
-    if (serving !== undefined) {
-      return this.#report(name, 'RolledBack', {
-        ...fields,
-        reason: `${reason}; still serving ${serving.spec.model.name} version ${serving.spec.model.version} (${serving.spec.imageDigest})`,
-      });
-    }
-    return this.#report(name, 'Failed', { ...fields, reason });
+    return this.#reports.failed(
+      name,
+      fields,
+      reason,
+      serving && {
+        model: serving.spec.model.name,
+        version: serving.spec.model.version,
+        imageDigest: serving.spec.imageDigest,
+      },
+    );
   }
 
   /** Candidate on a temporary port, then the serving pod replaced; rollback on failure. */

@@ -36,6 +36,7 @@ import { ImageCache, type UnpackedImage } from '../images.js';
 import {
   CheckFailed,
   ReportBook,
+  Serial,
   checkServing,
   errorText,
   freePort,
@@ -158,7 +159,7 @@ export class ProcessDriver implements Driver {
   #state: StateFile = { version: 1, deployments: {} };
   readonly #reports: ReportBook;
   readonly #children = new Map<number, ChildProcess>();
-  #chain: Promise<unknown> = Promise.resolve();
+  readonly #serial = new Serial();
   #closed = false;
 
   constructor(context: DriverContext, options: ProcessDriverOptions = {}) {
@@ -179,13 +180,6 @@ export class ProcessDriver implements Driver {
     this.#telemetryUrl = context.telemetryUrl;
   }
 
-  /** Runs `task` after the driver's earlier work. */
-  #serialize<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.#chain.then(task, task);
-    this.#chain = run.catch(() => undefined);
-    return run;
-  }
-
   get #statePath(): string {
     return join(this.#dir, 'state.json');
   }
@@ -200,7 +194,7 @@ export class ProcessDriver implements Driver {
   }
 
   start(): Promise<void> {
-    return this.#serialize(async () => {
+    return this.#serial.run(async () => {
       await mkdir(this.#dir, { recursive: true });
       try {
         const parsed = JSON.parse(await readFile(this.#statePath, 'utf8')) as StateFile;
@@ -322,7 +316,7 @@ export class ProcessDriver implements Driver {
   }
 
   reconcile(desired: readonly SiteDeployment[], signal: AbortSignal): Promise<DeploymentReport[]> {
-    return this.#serialize(async () => {
+    return this.#serial.run(async () => {
       if (this.#closed) throw new UnavailableError('the process driver is closed');
       const names = new Set(desired.map((d) => d.name));
       for (const name of Object.keys(this.#state.deployments)) {
@@ -353,7 +347,7 @@ export class ProcessDriver implements Driver {
   }
 
   async close(options: { stopServing?: boolean } = {}): Promise<void> {
-    await this.#serialize(async () => {
+    await this.#serial.run(async () => {
       this.#closed = true;
       if (options.stopServing === true) {
         for (const record of Object.values(this.#state.deployments)) {
@@ -465,13 +459,12 @@ export class ProcessDriver implements Driver {
     fields: { model: string; version: string; imageDigest: string },
     reason: string,
   ): DeploymentReport {
-    if (serving !== undefined) {
-      return this.#report(name, 'RolledBack', {
-        ...fields,
-        reason: `${reason}; still serving ${serving.model} version ${serving.version} (${serving.spec.imageDigest})`,
-      });
-    }
-    return this.#report(name, 'Failed', { ...fields, reason });
+    return this.#reports.failed(
+      name,
+      fields,
+      reason,
+      serving && { model: serving.model, version: serving.version, imageDigest: serving.spec.imageDigest },
+    );
   }
 
   async #recordFailure(
