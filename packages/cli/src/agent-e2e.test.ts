@@ -39,18 +39,20 @@ function statesOf(stderr: string, digest: string): string[] {
 
 /** Waits until the process driver's state file records a switch in progress (polled every 5 ms). */
 async function switching(agentData: string, timeoutMs: number): Promise<void> {
-  const file = join(agentData, 'process', 'state.json');
   await until(
     'the agent to begin the switch',
-    async () => {
-      const state = JSON.parse(await readFile(file, 'utf8')) as {
-        deployments: Record<string, { switching?: unknown }>;
-      };
-      return state.deployments[DEPLOYMENT]?.switching !== undefined ? true : undefined;
-    },
+    async () => ((await midSwitch(agentData)) ? true : undefined),
     timeoutMs,
     5,
   );
+}
+
+/** True when the process driver's state file records a switch in progress. */
+async function midSwitch(agentData: string): Promise<boolean> {
+  const state = JSON.parse(await readFile(join(agentData, 'process', 'state.json'), 'utf8')) as {
+    deployments: Record<string, { switching?: unknown }>;
+  };
+  return state.deployments[DEPLOYMENT]?.switching !== undefined;
 }
 
 /**
@@ -122,11 +124,14 @@ describe(
           // it in its state file); the others anywhere in the first 1.5 s after the change.
           const inSwitch = i % 2 === 0;
           if (inSwitch) await switching(world.agentData, 30_000);
-          const delayMs = Math.floor(next() * (inSwitch ? 150 : 1500));
+          const delayMs = Math.floor(next() * (inSwitch ? 40 : 1500));
           await new Promise((r) => setTimeout(r, delayMs));
           running.child.kill('SIGKILL');
           const killed = await running.done;
-          if (interrupted(killed.stderr, world.digests[version]!)) interruptions++;
+          // Interrupted: the state file holds a switch in progress, or the log an unfinished update.
+          const cut =
+            (await midSwitch(world.agentData)) || interrupted(killed.stderr, world.digests[version]!);
+          if (cut) interruptions++;
           world.startAgent();
           await world.settled(version, 'Serving', 120_000).catch((error: unknown) => {
             throw new Error(`seed ${seed}, kill ${i + 1} after ${delayMs} ms: ${(error as Error).message}`);
