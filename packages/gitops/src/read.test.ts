@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { InputError } from '@aiedge/protocol';
-import { renderRepository } from './render.js';
+import { renderDeployment, renderRepository } from './render.js';
 import { readSiteDir, readSiteState } from './read.js';
 import type { DeploymentSpec } from './model.js';
 
@@ -48,41 +48,56 @@ test('round trip: render → readSiteDir gives back the inputs', async (t) => {
     await writeFile(join(dir, path), content);
   }
   const state = await readSiteDir(dir, 'edge-1');
-  assert.deepEqual(state, {
-    site: 'edge-1',
-    deployments: [
-      {
-        name: 'mnist',
-        namespace: 'models',
-        model: { name: 'MNIST digits', version: '1.2+x' },
-        image: mnist.image,
-        imageDigest: DIGEST,
-        port: 9000,
-        replicas: 2,
-        env: { LOG_LEVEL: 'debug' },
-        resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '2Gi' } },
-        probes: { liveness: '/v2/health/live', readiness: '/v2/models/MNIST digits/ready' },
-        modelSha256: 'd'.repeat(64),
-        pipelineRun: 'run-7',
-      },
-      {
-        name: 'plain',
-        namespace: 'aiedge',
-        model: { name: 'plain', version: '3' },
-        image: plain.image,
-        imageDigest: DIGEST,
-        port: 8080,
-        replicas: 1,
-        env: {},
-        resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } },
-        probes: { liveness: '/v2/health/live', readiness: '/v2/models/plain/ready' },
-      },
-    ],
-  });
-  assert.deepEqual(await readSiteDir(dir, 'empty'), {
-    site: 'empty',
-    deployments: [{ ...state.deployments[1] }],
-  });
+  // Each deployment carries its Deployment object as read (what the podman driver plays).
+  const files = rendered();
+  for (const d of state.deployments) {
+    assert.deepEqual(
+      d.manifest,
+      renderDeployment(d.name === 'mnist' ? mnist : plain, { name: 'edge-1', labels: { tier: 'edge' } }),
+    );
+    assert.ok(files.get(`sites/edge-1/${d.name}.yaml`)?.includes(`name: ${d.name}`));
+  }
+  const withoutManifests = (ds: typeof state.deployments) =>
+    ds.map(({ manifest: _manifest, ...rest }) => rest);
+  assert.deepEqual(
+    { ...state, deployments: withoutManifests(state.deployments) },
+    {
+      site: 'edge-1',
+      deployments: [
+        {
+          name: 'mnist',
+          namespace: 'models',
+          model: { name: 'MNIST digits', version: '1.2+x' },
+          image: mnist.image,
+          imageDigest: DIGEST,
+          port: 9000,
+          replicas: 2,
+          env: { LOG_LEVEL: 'debug' },
+          resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '2Gi' } },
+          probes: { liveness: '/v2/health/live', readiness: '/v2/models/MNIST digits/ready' },
+          modelSha256: 'd'.repeat(64),
+          pipelineRun: 'run-7',
+        },
+        {
+          name: 'plain',
+          namespace: 'aiedge',
+          model: { name: 'plain', version: '3' },
+          image: plain.image,
+          imageDigest: DIGEST,
+          port: 8080,
+          replicas: 1,
+          env: {},
+          resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } },
+          probes: { liveness: '/v2/health/live', readiness: '/v2/models/plain/ready' },
+        },
+      ],
+    },
+  );
+  const empty = await readSiteDir(dir, 'empty');
+  assert.deepEqual(
+    { ...empty, deployments: withoutManifests(empty.deployments) },
+    { site: 'empty', deployments: withoutManifests([state.deployments[1]!]) },
+  );
 });
 
 const KUST = 'sites/edge-1/kustomization.yaml';
