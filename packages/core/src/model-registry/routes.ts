@@ -4,7 +4,7 @@
  * the artifacts of a version. Errors are the upstream `{code, message}` shape with the HTTP status
  * as `code`. Site and admin tokens may read; only admin tokens may write.
  */
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   ArtifactUpsertSchema,
   InputError,
@@ -96,14 +96,16 @@ export function modelRegistryArea(context: CoreContext): CoreArea {
       }
       return sendError(reply, status, message);
     });
-    scope.setNotFoundHandler((request, reply) =>
+    const notFound = (request: FastifyRequest, reply: FastifyReply) =>
       sendError(
         reply,
         404,
         `no route for ${request.method} ${request.url.split('?')[0]}: this registry serves registered_models, ` +
           'model_versions and model_artifacts (with their find endpoints, /versions and /artifacts)',
-      ),
-    );
+      );
+    scope.setNotFoundHandler(notFound);
+    // The dashboard's catch-all GET route at / would otherwise answer (with the core's 404 shape).
+    scope.all('/*', { schema: { hide: true } }, notFound);
     // Reading needs an admin or site token, writing an admin token (the parent's hook authenticated).
     scope.addHook('onRequest', async (request) => {
       if (READ_METHODS.has(request.method)) requireAdminOrSite(request);
