@@ -44,7 +44,7 @@ function enrollCommand(): Command {
 The site token is written to <data>/identity.json (mode 0600) and never printed.
 
 Example:
-  $ aiedge agent enroll --core https://core.example:8080 --token aiedge_enr_… --site store-42 \\
+  $ aiedge agent enroll --core https://core.example:8080 --token aie_… --site store-42 \\
       --label region=eu --label tier=small`,
     )
     .action(

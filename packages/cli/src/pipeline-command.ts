@@ -532,7 +532,7 @@ run succeeded, 1 when it failed or was cancelled, 2 on bad input.
 
 Examples:
   $ aiedge pipeline run -f examples/local-pipeline.yaml
-  $ aiedge pipeline run -f examples/s3-pipeline.yaml --param bucket=models --keep
+  $ aiedge pipeline run -f examples/s3-pipeline.yaml --param s3Bucket=models --keep
   $ aiedge pipeline run -f examples/local-pipeline.yaml --core http://127.0.0.1:8080 --token "$AIEDGE_TOKEN"
 `,
     )
