@@ -10,6 +10,7 @@ import { createToken, resolveCoreConfig, startCore, type RunningCore } from '@ai
 import { commitAndPush, fileRemoteUrl, subtreeIds } from '@aiedge/gitops';
 import type { Site } from '@aiedge/protocol';
 import { silentLogger } from '@aiedge/telemetry';
+import { until } from './_test-agent-world.js';
 import { freePort, runCli, startCli } from './_test-cli.js';
 
 function tempDir(t: TestContext, prefix: string): string {
@@ -23,25 +24,6 @@ function core(data: string, port: number): Promise<RunningCore> {
     config: resolveCoreConfig({ values: { host: '127.0.0.1', port, logLevel: 'silent', data } }),
     logger: silentLogger,
   });
-}
-
-async function until<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${String(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function api<T>(url: string, token: string, method = 'GET', body?: unknown): Promise<T> {
