@@ -22,7 +22,7 @@ export {
   type RunningOtlpReceiver,
 } from './telemetry/receiver.js';
 export { ProcessDriver, type ProcessDriverOptions } from './drivers/process.js';
-export { PodmanDriver, podmanManifest, type PodmanDriverOptions } from './drivers/podman.js';
+export { PodmanDriver, type PodmanDriverOptions } from './drivers/podman.js';
 export {
   DEFAULT_KEEP_IMAGES,
   DEFAULT_MAX_LAYER_BYTES,

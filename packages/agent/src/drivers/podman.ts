@@ -113,7 +113,7 @@ function podName(kubeName: string): string {
  * The rendered Deployment adapted for podman on a device (see the file comment): one replica, host
  * network, the loaded image, the listen address, port and telemetry endpoint; no probes or ports.
  */
-export function podmanManifest(
+function podmanManifest(
   d: SiteDeployment,
   options: { kubeName: string; port: number; host: string; telemetryUrl?: string },
 ): Obj {
